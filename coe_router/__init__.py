@@ -1,0 +1,23 @@
+"""coe-router: a Collaboration-of-Experts LLM router as a LangGraph state machine.
+
+    from coe_router import build_graph
+    graph = build_graph()                      # the embedded local default (configs/local.yaml)
+    result = graph.invoke({"query": "What is 17 * 23?"})
+    result["answer"], result["decision"].expert
+"""
+
+from .builder import build_graph, task_map_from_config
+from .config import ConfigError, RouterConfig, load_config
+from .schema import RetrievedExample, Route, RoutingDecision, TaskDecision
+
+__all__ = [
+    "ConfigError",
+    "RetrievedExample",
+    "Route",
+    "RouterConfig",
+    "RoutingDecision",
+    "TaskDecision",
+    "build_graph",
+    "load_config",
+    "task_map_from_config",
+]

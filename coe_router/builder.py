@@ -1,0 +1,88 @@
+"""`build_graph(config)`: the compiled router graph with real components, any of which can be injected instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from langchain_core.language_models import BaseChatModel
+
+from coe_router.graphs.two_stage import build_two_stage_graph
+from coe_router.nodes.router import TaskMap
+
+from .classifiers import TaskClassifier, build_classifier
+from .config import UNKNOWN_TASK, ConfigError, RouterConfig, TaskMapFile, load_config, load_task_map_file
+from .embeddings import Encoder, load_encoder
+from .example_store import ExampleStore, chroma_collection, read_examples
+from .models import build_models, used_models
+
+
+def task_map_from_config(config: RouterConfig) -> TaskMap:
+    """The ranked task map and best-average expert: the config's own lists, or those of a leaderboard file.
+
+    The best-average expert (CoE-Ops eq. 8) is `default_expert` if set, else the `unknown` entry of the map, else
+    the leaderboard's overall best, else the first expert.
+    """
+    if isinstance(config.task_map, TaskMapFile):
+        ranking, overall_best = load_task_map_file(config, config.task_map)
+    else:
+        ranking, overall_best = dict(config.task_map), None
+    unknown = ranking.pop(UNKNOWN_TASK, None)
+    default = config.default_expert or (unknown[0] if unknown else None) or overall_best or next(iter(config.experts))
+    return TaskMap(ranking=ranking, default_expert=default)
+
+
+def needs_examples(config: RouterConfig) -> bool:
+    return config.classifier.kind in ("knn", "hybrid") or config.classifier.use_examples
+
+
+def open_example_store(config: RouterConfig, encoder: Encoder | None = None, progress: bool = False) -> ExampleStore:
+    """The config's persistent collection; filled from `retriever.examples` when it holds fewer examples."""
+    spec = config.retriever
+    encoder = encoder or load_encoder(spec.embedding_package, spec.embedding_path)
+    store = ExampleStore(chroma_collection(spec.collection, config.resolve_path(spec.persist_dir)), encoder)
+    if spec.examples:
+        path = config.resolve_path(spec.examples)
+        if not path.exists():
+            raise ConfigError(f"retriever.examples: file not found: {path}")
+        examples = read_examples(path)
+        if store.count() < len(examples):
+            store.add(examples, progress=progress)
+    return store
+
+
+def build_graph(
+    config: RouterConfig | str | Path | None = None,
+    *,
+    models: dict[str, BaseChatModel] | None = None,
+    store: ExampleStore | None = None,
+    encoder: Encoder | None = None,
+    classifier: TaskClassifier | None = None,
+    checkpointer=None,
+    progress: bool = False,
+):
+    """Compile the router for a config (a RouterConfig, a YAML path, or None for the embedded local default).
+
+    Anything not injected is built from the config: chat models (llama.cpp or OpenAI-compatible), the MiniLM
+    encoder, the Chroma example store (indexed on first use) and the classifier.
+    """
+    if not isinstance(config, RouterConfig):
+        config = load_config(config)
+    if models is None:
+        models = build_models(config, used_models(config))
+    if store is None and needs_examples(config):
+        store = open_example_store(config, encoder, progress=progress)
+    if classifier is None:
+        spec = config.classifier
+        classifier = build_classifier(
+            spec.kind, config.tasks, models.get(spec.model) if spec.model else None,
+            threshold=spec.threshold, use_examples=spec.use_examples, min_confidence=spec.min_confidence,
+        )
+    return build_two_stage_graph(
+        classifier=classifier,
+        task_map=task_map_from_config(config),
+        experts=config.experts,
+        models=models,
+        store=store,
+        k=config.retriever.k,
+        checkpointer=checkpointer,
+    )

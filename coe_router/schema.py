@@ -1,0 +1,52 @@
+"""Typed values that flow through the graph and out of every API: examples, task decisions, routes."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from .config import UNKNOWN_TASK
+
+
+class LabelledExample(BaseModel):
+    """A question with its task label (one line of questions.jsonl)."""
+
+    id: str
+    question: str
+    task: str
+
+
+class RetrievedExample(LabelledExample):
+    """A labelled example found near the query; `score` is cosine similarity (CoE-Ops eq. 13 on unit vectors)."""
+
+    score: float
+
+
+class TaskDecision(BaseModel):
+    """The classifier's answer: a task (or "unknown"), how sure it is, and how it was reached."""
+
+    task: str = UNKNOWN_TASK
+    confidence: float = 0.0
+    source: str = "none"
+    candidates: dict[str, float] = Field(default_factory=dict)
+
+
+class Route(BaseModel):
+    """The router's answer: the expert to call and the ranked experts to try if it fails."""
+
+    expert: str
+    fallbacks: list[str] = Field(default_factory=list)
+    reason: str = ""
+
+
+class RoutingDecision(BaseModel):
+    """Everything that decided where a query went; returned with every answer and shown in Studio and traces."""
+
+    task: str
+    confidence: float
+    classifier: str
+    retrieved: list[RetrievedExample] = Field(default_factory=list)
+    expert: str
+    fallbacks: list[str] = Field(default_factory=list)
+    tried: list[str] = Field(default_factory=list)
+    errors: dict[str, str] = Field(default_factory=dict)
+    task_map_version: str = ""

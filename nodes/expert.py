@@ -1,0 +1,39 @@
+"""Expert node: asks the routed expert, walking the fallback chain when one fails, and records what happened."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from langchain_core.language_models import BaseChatModel
+
+from coe_router.config import ExpertSpec
+from coe_router.experts import ask_expert
+from coe_router.graphs.state import RouterState
+
+
+class ExpertsFailedError(RuntimeError):
+    """Every expert on the route failed; `errors` maps each expert tried to why."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        tried = "; ".join(f"{name}: {why}" for name, why in errors.items())
+        super().__init__(f"all {len(errors)} experts failed: {tried}")
+
+
+def make_expert_node(experts: dict[str, ExpertSpec], models: dict[str, BaseChatModel]) -> Callable[[RouterState], dict]:
+    def expert(state: RouterState) -> dict:
+        route, decision = state["route"], state["decision"]
+        errors: dict[str, str] = {}
+        for name in [route.expert, *route.fallbacks]:
+            spec = experts[name]
+            try:
+                answer = ask_expert(name, spec, models[spec.model], state["query"], state.get("options"),
+                                    decision.task, {"task_map_version": decision.task_map_version})
+            except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                continue
+            final = decision.model_copy(update={"expert": name, "tried": [*errors, name], "errors": errors})
+            return {"answer": answer.text, "choice": answer.choice, "decision": final}
+        raise ExpertsFailedError(errors)
+
+    return expert

@@ -1,0 +1,78 @@
+"""Fakes for unit tests of graph mechanics: a deterministic encoder and chat models that need no model files."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatResult
+
+
+class BagOfWordsEncoder:
+    """Hashes words into a fixed-size unit vector: texts sharing words are similar, like a (much worse) MiniLM."""
+
+    def __init__(self, dim: int = 256):
+        self.dim = dim
+        self.calls = 0
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9]+", text.lower()):
+                out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
+            norm = np.linalg.norm(out[row])
+            out[row] = out[row] / norm if norm else out[row]
+        return out
+
+
+class ScriptedChat(BaseChatModel):
+    """A chat model whose reply is computed from the prompt; records every prompt it saw."""
+
+    reply: Callable[[str], str] = lambda prompt: "ok"
+    seen: list = []
+    label: str = "scripted"
+
+    @property
+    def _llm_type(self) -> str:
+        return "scripted-fake"
+
+    def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
+        prompt = "\n".join(str(m.content) for m in messages)
+        self.seen.append(prompt)
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.reply(prompt)))])
+
+
+class FailingChat(BaseChatModel):
+    """An expert that is down."""
+
+    error: str = "connection refused"
+
+    @property
+    def _llm_type(self) -> str:
+        return "failing-fake"
+
+    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
+        raise ConnectionError(self.error)
+
+
+class FakeScorer:
+    """Stands in for a LocalLlama: scores continuations by a given table (prompt-independent)."""
+
+    def __init__(self, table: dict[str, float]):
+        self.table = table
+        self.prompts: list[str] = []
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[tuple[float, int]]:
+        self.prompts.append(prompt)
+        return [(self.table.get(c.removesuffix(" ***"), -10.0), 1) for c in continuations]
+
+
+class LocalFakeChat(ScriptedChat):
+    """A chat model with a `.local` scorer, the way LlamaCppChat exposes its llama.cpp model."""
+
+    local: Any = None
