@@ -58,6 +58,8 @@ class LocalLlama:
         self.path = path
         self.lock = threading.RLock()
         self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
+        # Base models (Gemma 3 270M) carry no chat template; they get a plain question/answer transcript instead.
+        self.has_chat_template = bool(self.llama.metadata.get("tokenizer.chat_template"))
 
     def _tokens(self, text: str, add_bos: bool) -> list[int]:
         return self.llama.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
@@ -103,10 +105,47 @@ class LocalLlama:
 
     def chat(self, messages: list[dict], *, max_tokens: int, temperature: float, stop: list[str] | None = None,
              stream: bool = False) -> Any:
+        """An OpenAI-style chat completion (a stream of chunks with stream=True)."""
         with self.lock:
-            return self.llama.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop, stream=stream
+            if self.has_chat_template:
+                return self.llama.create_chat_completion(
+                    messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop, stream=stream
+                )
+            completion = self.llama.create_completion(
+                _transcript(messages), max_tokens=max_tokens, temperature=temperature,
+                stop=[*(stop or []), *_TRANSCRIPT_STOPS], stream=stream,
             )
+            return _as_chat_chunks(completion) if stream else _as_chat(completion)
+
+
+_TRANSCRIPT_STOPS = ["\nQuestion:", "\n\n\n"]
+
+
+def _transcript(messages: list[dict]) -> str:
+    """Messages as a plain-text transcript a base model continues after "Answer:"."""
+    parts = []
+    for message in messages:
+        if message["role"] == "system":
+            parts.append(message["content"])
+        elif message["role"] == "user":
+            parts.append(f"Question: {message['content']}")
+        else:
+            parts.append(f"Answer: {message['content']}")
+    return "\n\n".join(parts) + "\nAnswer:"
+
+
+def _as_chat(completion: dict) -> dict:
+    choice = completion["choices"][0]
+    return {
+        "choices": [{"message": {"role": "assistant", "content": choice["text"].strip()},
+                     "finish_reason": choice.get("finish_reason")}],
+        "usage": completion.get("usage") or {},
+    }
+
+
+def _as_chat_chunks(chunks: Iterator[dict]) -> Iterator[dict]:
+    for chunk in chunks:
+        yield {"choices": [{"delta": {"content": chunk["choices"][0]["text"]}}]}
 
 
 def _role(message: BaseMessage) -> str:

