@@ -17,7 +17,8 @@ if ! python -c "import llama_cpp" 2>/dev/null; then
     export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
   fi
   echo "building llama-cpp-python (about 4 minutes on 2 cores)..."
-  python -m pip install --quiet "llama-cpp-python>=0.3.8"
+  # --no-cache-dir: a cached wheel may have been compiled with other CMAKE_ARGS (pip does not key its cache on them)
+  python -m pip install --quiet --no-cache-dir "llama-cpp-python>=0.3.8"
 fi
 
 python -m pip install --quiet -e ".[test,plot]"
