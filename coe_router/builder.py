@@ -84,5 +84,6 @@ def build_graph(
         models=models,
         store=store,
         k=config.retriever.k,
+        max_query_chars=config.limits.max_query_chars,
         checkpointer=checkpointer,
     )

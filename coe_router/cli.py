@@ -60,6 +60,19 @@ def _index_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .builder import build_graph
+    from .server import create_app
+
+    config = load_config(args.config)
+    app = create_app(build_graph(config, progress=True), token_env=args.token_env,
+                     max_query_chars=config.limits.max_query_chars)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coe", description="Collaboration-of-Experts LLM router")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--option", action="append", help="a multiple-choice option (repeat for each option)")
     ask.add_argument("--json", action="store_true", help="print one JSON object with `answer` and `decision`")
     ask.set_defaults(run=_ask)
+
+    serve = commands.add_parser("serve", help="serve the router as an OpenAI-compatible HTTP API (model `coe`)")
+    serve.add_argument("--config", type=Path)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--token-env", default="COE_API_TOKEN",
+                       help="env var holding a bearer token; when it is set, requests must send it")
+    serve.set_defaults(run=_serve)
 
     index = commands.add_parser("index", help="manage the labelled-example index").add_subparsers(dest="action", required=True)
     build = index.add_parser("build", help="encode labelled examples (questions.jsonl) into the config's collection")

@@ -110,6 +110,12 @@ class RetrieverSpec(_Strict):
     examples: str | None = None
 
 
+class LimitsSpec(_Strict):
+    """Input limits; a query over the limit is refused with an error, not truncated silently."""
+
+    max_query_chars: int = Field(20_000, gt=0)
+
+
 class TaskMapFile(_Strict):
     """A task map read from a leaderboard JSON (built by `coe leaderboard build`)."""
 
@@ -126,6 +132,7 @@ class RouterConfig(_Strict):
     default_expert: str | None = None
     classifier: ClassifierSpec = ClassifierSpec()
     retriever: RetrieverSpec = RetrieverSpec()
+    limits: LimitsSpec = LimitsSpec()
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("tasks")

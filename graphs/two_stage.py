@@ -27,6 +27,7 @@ def build_two_stage_graph(
     models: dict[str, BaseChatModel],
     store: ExampleStore | None,
     k: int = 5,
+    max_query_chars: int = 20_000,
     checkpointer=None,
     name: str = "coe",
 ):
@@ -35,7 +36,7 @@ def build_two_stage_graph(
     if missing:
         raise ValueError(f"no model object given for {missing}")
     builder = StateGraph(RouterState, input_schema=InputState, output_schema=OutputState)
-    builder.add_node("retriever", make_retriever_node(store, k))
+    builder.add_node("retriever", make_retriever_node(store, k, max_query_chars))
     builder.add_node("classifier", make_classifier_node(classifier))
     builder.add_node("router", make_router_node(task_map))
     builder.add_node("expert", make_expert_node(experts, models))

@@ -20,6 +20,19 @@ class ExpertsFailedError(RuntimeError):
         super().__init__(f"all {len(errors)} experts failed: {tried}")
 
 
+def _trace_metadata(decision, errors: dict[str, str]) -> dict:
+    """The routing decision as run metadata of the expert call, so a LangSmith trace can be filtered by it."""
+    return {
+        "confidence": decision.confidence,
+        "classifier": decision.classifier,
+        "retrieved_ids": [example.id for example in decision.retrieved],
+        "routed_expert": decision.expert,
+        "fallbacks": decision.fallbacks,
+        "failed_experts": list(errors),
+        "task_map_version": decision.task_map_version,
+    }
+
+
 def make_expert_node(experts: dict[str, ExpertSpec], models: dict[str, BaseChatModel]) -> Callable[[RouterState], dict]:
     def expert(state: RouterState) -> dict:
         route, decision = state["route"], state["decision"]
@@ -28,7 +41,7 @@ def make_expert_node(experts: dict[str, ExpertSpec], models: dict[str, BaseChatM
             spec = experts[name]
             try:
                 answer = ask_expert(name, spec, models[spec.model], state["query"], state.get("options"),
-                                    decision.task, {"task_map_version": decision.task_map_version})
+                                    decision.task, _trace_metadata(decision, errors))
             except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 continue

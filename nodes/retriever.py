@@ -6,12 +6,18 @@ from typing import Callable
 
 from coe_router.example_store import ExampleStore
 from coe_router.graphs.state import RouterState
+from coe_router.inputs import DEFAULT_MAX_QUERY_CHARS, check_query
 
 
-def make_retriever_node(store: ExampleStore | None, k: int) -> Callable[[RouterState], dict]:
-    """With no store (an llm classifier without examples) the node retrieves nothing and costs nothing."""
+def make_retriever_node(store: ExampleStore | None, k: int,
+                        max_query_chars: int = DEFAULT_MAX_QUERY_CHARS) -> Callable[[RouterState], dict]:
+    """The graph's first node, so it also refuses bad queries (InvalidQueryError) before any model runs.
+
+    With no store (an llm classifier without examples) it retrieves nothing and costs nothing.
+    """
 
     def retriever(state: RouterState) -> dict:
+        check_query(state.get("query"), max_query_chars)
         if store is None:
             return {"retrieved": []}
         return {"retrieved": store.search(state["query"], k)}

@@ -1,0 +1,26 @@
+"""Checks on a query before any work is spent on it: clear errors instead of garbage routed somewhere."""
+
+from __future__ import annotations
+
+DEFAULT_MAX_QUERY_CHARS = 20_000
+
+
+class InvalidQueryError(ValueError):
+    """A query the router refuses: empty, too long, or not text."""
+
+
+def check_query(query: object, max_chars: int = DEFAULT_MAX_QUERY_CHARS) -> str:
+    if isinstance(query, bytes):
+        try:
+            query = query.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidQueryError(f"query is not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not isinstance(query, str):
+        raise InvalidQueryError(f"query must be text, got {type(query).__name__}")
+    if not query.strip():
+        raise InvalidQueryError("query is empty")
+    if len(query) > max_chars:
+        raise InvalidQueryError(f"query has {len(query)} characters; the limit is {max_chars} (limits.max_query_chars)")
+    if "\x00" in query:
+        raise InvalidQueryError("query contains a NUL character")
+    return query
