@@ -50,6 +50,26 @@ def open_example_store(config: RouterConfig, encoder: Encoder | None = None, pro
     return store
 
 
+def checkpointer_from_config(config: RouterConfig):
+    """The configured checkpointer: none, in-process memory, or a SQLite file (langgraph-checkpoint-sqlite)."""
+    kind = config.persistence.checkpointer
+    if kind == "none":
+        return None
+    if kind == "memory":
+        from langgraph.checkpoint.memory import InMemorySaver
+
+        return InMemorySaver()
+    try:
+        from langgraph.checkpoint.sqlite import SqliteSaver
+    except ImportError:
+        raise ConfigError("persistence.checkpointer: sqlite needs langgraph-checkpoint-sqlite (pip install it)") from None
+    import sqlite3
+
+    path = config.resolve_path(config.persistence.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
+
+
 def build_graph(
     config: RouterConfig | str | Path | None = None,
     *,
@@ -85,5 +105,6 @@ def build_graph(
         store=store,
         k=config.retriever.k,
         max_query_chars=config.limits.max_query_chars,
-        checkpointer=checkpointer,
+        review_unknown=config.persistence.review_unknown,
+        checkpointer=checkpointer if checkpointer is not None else checkpointer_from_config(config),
     )

@@ -26,9 +26,39 @@ def _ask(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     config = load_config(args.config)
     graph = build_graph(config, progress=not args.json)
-    result = graph.invoke({"query": args.question, "options": args.option or None})
+    run = _run_config(args.thread)
+    result = graph.invoke({"query": args.question, "options": args.option or None}, run)
+    return _print_result(result, run, args.json, started)
+
+
+def _run_config(thread: str | None) -> dict:
+    import uuid
+
+    return {"run_name": "coe-router", "tags": ["coe-router", "cli"],
+            "configurable": {"thread_id": thread or uuid.uuid4().hex}}
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from langgraph.types import Command
+
+    from .builder import build_graph
+
+    started = time.perf_counter()
+    graph = build_graph(load_config(args.config))
+    run = _run_config(args.thread)
+    answer = {"task": args.task} if args.task else {"expert": args.expert}
+    return _print_result(graph.invoke(Command(resume=answer), run), run, args.json, started)
+
+
+def _print_result(result: dict, run: dict, as_json: bool, started: float) -> int:
+    if "__interrupt__" in result:
+        request = result["__interrupt__"][0].value
+        thread = run["configurable"]["thread_id"]
+        print(json.dumps({"needs_review": request, "thread": thread}, ensure_ascii=False))
+        print(f"resume with: coe resume --thread {thread} --task TASK (or --expert EXPERT)", file=sys.stderr)
+        return 3
     decision = result["decision"]
-    if args.json:
+    if as_json:
         payload = {"answer": result["answer"], "choice": result.get("choice"), "decision": decision.model_dump(mode="json")}
         print(json.dumps(payload, ensure_ascii=False))
         return 0
@@ -82,7 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--config", type=Path, help="YAML config (default: the embedded local config)")
     ask.add_argument("--option", action="append", help="a multiple-choice option (repeat for each option)")
     ask.add_argument("--json", action="store_true", help="print one JSON object with `answer` and `decision`")
+    ask.add_argument("--thread", help="thread id for the checkpointer (default: a new one)")
     ask.set_defaults(run=_ask)
+
+    resume = commands.add_parser("resume", help="resume a run paused for human review of an unknown task")
+    resume.add_argument("--thread", required=True)
+    pick = resume.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--task")
+    pick.add_argument("--expert")
+    resume.add_argument("--config", type=Path)
+    resume.add_argument("--json", action="store_true")
+    resume.set_defaults(run=_resume)
 
     serve = commands.add_parser("serve", help="serve the router as an OpenAI-compatible HTTP API (model `coe`)")
     serve.add_argument("--config", type=Path)

@@ -116,6 +116,14 @@ class LimitsSpec(_Strict):
     max_query_chars: int = Field(20_000, gt=0)
 
 
+class PersistenceSpec(_Strict):
+    """Checkpoints of every run (thread ids), needed to pause for human review and resume later."""
+
+    checkpointer: Literal["none", "memory", "sqlite"] = "none"
+    path: str = "~/.cache/coe-router/checkpoints.sqlite"
+    review_unknown: bool = False
+
+
 class TaskMapFile(_Strict):
     """A task map read from a leaderboard JSON (built by `coe leaderboard build`)."""
 
@@ -133,6 +141,7 @@ class RouterConfig(_Strict):
     classifier: ClassifierSpec = ClassifierSpec()
     retriever: RetrieverSpec = RetrieverSpec()
     limits: LimitsSpec = LimitsSpec()
+    persistence: PersistenceSpec = PersistenceSpec()
     source: Path | None = Field(None, exclude=True)
 
     @field_validator("tasks")
@@ -171,6 +180,8 @@ class RouterConfig(_Strict):
                 for expert in experts:
                     if expert not in self.experts:
                         raise ValueError(f"task_map.{task}: no expert named {expert!r} (experts: {sorted(self.experts)})")
+        if self.persistence.review_unknown and self.persistence.checkpointer == "none":
+            raise ValueError("persistence.review_unknown: pausing for review needs a checkpointer (memory or sqlite)")
         if self.default_expert is not None and self.default_expert not in self.experts:
             raise ValueError(f"default_expert: no expert named {self.default_expert!r}")
         return self

@@ -115,12 +115,17 @@ def create_app(graph, *, token_env: str | None = "COE_API_TOKEN", max_query_char
             query = check_query(_query(request), max_query_chars)
         except InvalidQueryError as exc:
             raise APIError(400, str(exc), "invalid_query") from None
-        config = {"run_name": "coe-router", "tags": ["coe-router", "api"], "metadata": {"api_model": request.model}}
+        config = {"run_name": "coe-router", "tags": ["coe-router", "api"], "metadata": {"api_model": request.model},
+                  "configurable": {"thread_id": uuid.uuid4().hex}}
         if not request.stream:
             try:
                 result = await graph.ainvoke({"query": query}, config=config)
             except ExpertsFailedError as exc:
                 raise APIError(502, str(exc), "experts_failed") from None
+            if "__interrupt__" in result:
+                thread = config["configurable"]["thread_id"]
+                raise APIError(409, f"the query needs human review (thread {thread}); resume it with `coe resume`",
+                               "needs_review")
             decision = result["decision"].model_dump(mode="json")
             return JSONResponse(_completion(request.model, result["answer"], decision),
                                 headers={"x-coe-expert": decision["expert"], "x-coe-task": decision["task"]})

@@ -28,6 +28,7 @@ def build_two_stage_graph(
     store: ExampleStore | None,
     k: int = 5,
     max_query_chars: int = 20_000,
+    review_unknown: bool = False,
     checkpointer=None,
     name: str = "coe",
 ):
@@ -38,7 +39,7 @@ def build_two_stage_graph(
     builder = StateGraph(RouterState, input_schema=InputState, output_schema=OutputState)
     builder.add_node("retriever", make_retriever_node(store, k, max_query_chars))
     builder.add_node("classifier", make_classifier_node(classifier))
-    builder.add_node("router", make_router_node(task_map))
+    builder.add_node("router", make_router_node(task_map, review_unknown))
     builder.add_node("expert", make_expert_node(experts, models))
     builder.add_edge(START, "retriever")
     builder.add_edge("retriever", "classifier")

@@ -10,11 +10,12 @@ import hashlib
 import json
 from typing import Callable
 
+from langgraph.types import interrupt
 from pydantic import BaseModel
 
 from coe_router.config import UNKNOWN_TASK
 from coe_router.graphs.state import RouterState
-from coe_router.schema import Route, RoutingDecision
+from coe_router.schema import Route, RoutingDecision, TaskDecision
 
 
 class TaskMap(BaseModel):
@@ -46,10 +47,34 @@ class TaskMap(BaseModel):
         return Route(expert=chain[0], fallbacks=chain[1:], reason=reason)
 
 
-def make_router_node(task_map: TaskMap) -> Callable[[RouterState], dict]:
+def _human_review(task_map: TaskMap, state: RouterState, task: TaskDecision) -> tuple[TaskDecision, Route]:
+    """Pause the run (LangGraph interrupt) until a person picks a task or an expert; resume with
+    `Command(resume={"task": ...})` or `Command(resume={"expert": ...})` on the same thread id."""
+    choice = interrupt({
+        "reason": "the classifier could not place this query",
+        "query": state["query"],
+        "tasks": sorted(task_map.ranking),
+        "experts": task_map.experts(),
+    })
+    if isinstance(choice, dict) and choice.get("expert") in task_map.experts():
+        expert = choice["expert"]
+        others = [e for e in task_map.experts() if e != expert]
+        return task.model_copy(update={"source": f"{task.source}+review"}), Route(
+            expert=expert, fallbacks=others, reason="human review: expert")
+    if isinstance(choice, dict) and choice.get("task") in task_map.ranking:
+        reviewed = TaskDecision(task=choice["task"], confidence=1.0, source=f"{task.source}+review")
+        return reviewed, task_map.route(reviewed.task).model_copy(update={"reason": "human review: task"})
+    raise ValueError(f"review answer must be {{'task': one of {sorted(task_map.ranking)}}} or "
+                     f"{{'expert': one of {task_map.experts()}}}, got {choice!r}")
+
+
+def make_router_node(task_map: TaskMap, review_unknown: bool = False) -> Callable[[RouterState], dict]:
     def router(state: RouterState) -> dict:
         task = state["task_decision"]
-        route = task_map.route(task.task)
+        if review_unknown and task.task == UNKNOWN_TASK:
+            task, route = _human_review(task_map, state, task)
+        else:
+            route = task_map.route(task.task)
         decision = RoutingDecision(
             task=task.task,
             confidence=task.confidence,
