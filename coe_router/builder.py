@@ -7,13 +7,14 @@ from pathlib import Path
 from langchain_core.language_models import BaseChatModel
 
 from coe_router.graphs.two_stage import build_two_stage_graph
-from coe_router.nodes.router import TaskMap
 
 from .classifiers import TaskClassifier, build_classifier
 from .config import UNKNOWN_TASK, ConfigError, RouterConfig, TaskMapFile, load_config, load_task_map_file
 from .embeddings import Encoder, load_encoder
 from .example_store import ExampleStore, chroma_collection, read_examples
 from .models import build_models, used_models
+from .pool import ExpertPool
+from .task_map import TaskMap
 
 
 def task_map_from_config(config: RouterConfig) -> TaskMap:
@@ -32,7 +33,8 @@ def task_map_from_config(config: RouterConfig) -> TaskMap:
 
 
 def needs_examples(config: RouterConfig) -> bool:
-    return config.classifier.kind in ("knn", "hybrid") or config.classifier.use_examples
+    kind = config.classifier.kind
+    return kind in ("knn", "hybrid") or (kind == "llm" and config.classifier.use_examples)
 
 
 def open_example_store(config: RouterConfig, encoder: Encoder | None = None, progress: bool = False) -> ExampleStore:
@@ -96,15 +98,31 @@ def build_graph(
         classifier = build_classifier(
             spec.kind, config.tasks, models.get(spec.model) if spec.model else None,
             threshold=spec.threshold, use_examples=spec.use_examples, min_confidence=spec.min_confidence,
+            rules=spec.rules,
         )
-    return build_two_stage_graph(
+    pool = ExpertPool(config.experts, models, task_map_from_config(config))
+    synthesizer_name = config.planner.synthesizer_model or config.planner.model
+    synthesizer = models.get(synthesizer_name) if synthesizer_name else None
+    if checkpointer is None:
+        checkpointer = checkpointer_from_config(config)
+    single = build_two_stage_graph(
         classifier=classifier,
-        task_map=task_map_from_config(config),
-        experts=config.experts,
-        models=models,
+        pool=pool,
         store=store,
+        tasks=list(config.tasks),
         k=config.retriever.k,
         max_query_chars=config.limits.max_query_chars,
         review_unknown=config.persistence.review_unknown,
-        checkpointer=checkpointer if checkpointer is not None else checkpointer_from_config(config),
+        fanout=config.fanout,
+        synthesizer=synthesizer,
+        checkpointer=checkpointer if config.mode == "single" else None,
     )
+    if config.mode == "single":
+        return single
+    from coe_router.graphs.planning import build_planning_graph
+
+    from .planning import Planner
+
+    planner = Planner(models[config.planner.model], config.tasks, config.planner.max_steps, auto=config.mode == "auto")
+    return build_planning_graph(planner=planner, step_graph=single, synthesizer=synthesizer,
+                                max_query_chars=config.limits.max_query_chars, checkpointer=checkpointer)

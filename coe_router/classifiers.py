@@ -7,6 +7,7 @@ commands and the benchmarks share one implementation.
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 from typing import Protocol, Sequence
 
@@ -120,11 +121,34 @@ class HybridClassifier:
         return self.llm(query, options, retrieved).model_copy(update={"source": "hybrid:llm"})
 
 
+class RulesClassifier:
+    """CCoE rule-based gating: a task matches when any of its regular expressions is found in the query.
+
+    Deterministic and traceable; every matched task is returned (`tasks`), so the router can consult the best
+    expert of each. No match is "unknown".
+    """
+
+    kind = "rules"
+
+    def __init__(self, rules: dict[str, list[str]]):
+        self.rules = {task: [re.compile(p, re.IGNORECASE) for p in patterns] for task, patterns in rules.items()}
+
+    def __call__(self, query, options, retrieved) -> TaskDecision:
+        matched = [task for task, patterns in self.rules.items() if any(p.search(query) for p in patterns)]
+        if not matched:
+            return TaskDecision(source=self.kind)
+        return TaskDecision(task=matched[0], confidence=1.0, source=self.kind, tasks=matched,
+                            candidates={task: 1.0 for task in matched})
+
+
 def build_classifier(kind: str, tasks: dict[str, str], model: BaseChatModel | None = None, *,
-                     threshold: float = 0.6, use_examples: bool = True, min_confidence: float = 0.0) -> TaskClassifier:
+                     threshold: float = 0.6, use_examples: bool = True, min_confidence: float = 0.0,
+                     rules: dict[str, list[str]] | None = None) -> TaskClassifier:
     """The classifier a config's `classifier` section describes."""
     if kind == "knn":
         return KnnClassifier(list(tasks), min_confidence)
+    if kind == "rules":
+        return RulesClassifier(rules or {})
     if model is None:
         raise ValueError(f"classifier kind {kind!r} needs a model")
     llm = LlmClassifier(tasks, model, use_examples, min_confidence)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -89,14 +90,36 @@ class ClassifierSpec(_Strict):
     """How the query's task is decided.
 
     `knn` votes the labels of the retrieved examples (weighted by similarity); `llm` asks a model (CoE-Ops Prompt 1,
-    or Prompt 3 with the retrieved examples); `hybrid` uses knn when its vote share reaches `threshold`, else llm.
+    or Prompt 3 with the retrieved examples); `hybrid` uses knn when its vote share reaches `threshold`, else llm;
+    `rules` matches the regular expressions of `rules` (CCoE's expert-domain matrix, eq. 2) and may return several
+    tasks, each of whose best expert is then consulted.
     """
 
-    kind: Literal["knn", "llm", "hybrid"] = "knn"
+    kind: Literal["knn", "llm", "hybrid", "rules"] = "knn"
     model: str | None = None
     use_examples: bool = True
     threshold: float = Field(0.6, ge=0, le=1)
     min_confidence: float = Field(0.0, ge=0, le=1)
+    rules: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("rules")
+    @classmethod
+    def _patterns_compile(cls, rules: dict[str, list[str]]) -> dict[str, list[str]]:
+        for task, patterns in rules.items():
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"rules.{task}: bad regular expression {pattern!r}: {exc}") from None
+        return rules
+
+
+class PlannerSpec(_Strict):
+    """Expert planning (CCoE): a model splits a query into subtasks, each routed to its own expert."""
+
+    model: str | None = None
+    max_steps: int = Field(4, ge=1, le=16)
+    synthesizer_model: str | None = None
 
 
 class RetrieverSpec(_Strict):
@@ -138,7 +161,10 @@ class RouterConfig(_Strict):
     experts: dict[str, ExpertSpec]
     task_map: dict[str, list[str]] | TaskMapFile
     default_expert: str | None = None
+    mode: Literal["single", "plan", "auto"] = "single"
+    fanout: int = Field(1, ge=1, le=16)
     classifier: ClassifierSpec = ClassifierSpec()
+    planner: PlannerSpec = PlannerSpec()
     retriever: RetrieverSpec = RetrieverSpec()
     limits: LimitsSpec = LimitsSpec()
     persistence: PersistenceSpec = PersistenceSpec()
@@ -171,6 +197,18 @@ class RouterConfig(_Strict):
                 raise ValueError(f"classifier.model: kind {self.classifier.kind!r} needs a model")
             if self.classifier.model not in self.models:
                 raise ValueError(f"classifier.model: no model named {self.classifier.model!r}")
+        if self.classifier.kind == "rules":
+            if not self.classifier.rules:
+                raise ValueError("classifier.rules: kind 'rules' needs at least one task with patterns")
+            for task in self.classifier.rules:
+                if task not in self.tasks:
+                    raise ValueError(f"classifier.rules.{task}: not a task in `tasks`")
+        for field in ("model", "synthesizer_model"):
+            name = getattr(self.planner, field)
+            if name is not None and name not in self.models:
+                raise ValueError(f"planner.{field}: no model named {name!r}")
+        if self.mode != "single" and self.planner.model is None:
+            raise ValueError(f"planner.model: mode {self.mode!r} needs a planner model")
         if isinstance(self.task_map, dict):
             for task, experts in self.task_map.items():
                 if task not in self.tasks and task != UNKNOWN_TASK:
@@ -180,6 +218,8 @@ class RouterConfig(_Strict):
                 for expert in experts:
                     if expert not in self.experts:
                         raise ValueError(f"task_map.{task}: no expert named {expert!r} (experts: {sorted(self.experts)})")
+        if self.persistence.review_unknown and self.mode != "single":
+            raise ValueError("persistence.review_unknown: human review works in mode 'single' only")
         if self.persistence.review_unknown and self.persistence.checkpointer == "none":
             raise ValueError("persistence.review_unknown: pausing for review needs a checkpointer (memory or sqlite)")
         if self.default_expert is not None and self.default_expert not in self.experts:

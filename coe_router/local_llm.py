@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import json
 import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -102,6 +103,21 @@ class LocalLlama:
                     total += float(self._last_logprobs()[following])
                 results.append((total, len(tokens)))
             return results
+
+    def json(self, prompt: str, schema: dict, *, max_tokens: int = 400) -> str:
+        """Text generated under a JSON-schema grammar: it always parses as JSON of (roughly) that shape."""
+        from llama_cpp import LlamaGrammar
+
+        grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        with self.lock:
+            if self.has_chat_template:
+                reply = self.llama.create_chat_completion(
+                    messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0,
+                    grammar=grammar,
+                )
+                return reply["choices"][0]["message"].get("content") or ""
+            reply = self.llama.create_completion(prompt + "\n", max_tokens=max_tokens, temperature=0.0, grammar=grammar)
+            return reply["choices"][0]["text"]
 
     def chat(self, messages: list[dict], *, max_tokens: int, temperature: float, stop: list[str] | None = None,
              stream: bool = False) -> Any:

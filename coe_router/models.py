@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
@@ -75,7 +74,6 @@ def used_models(config: RouterConfig) -> set[str]:
     names = {expert.model for expert in config.experts.values()}
     if config.classifier.kind in ("llm", "hybrid") and config.classifier.model:
         names.add(config.classifier.model)
+    if config.mode != "single" or config.fanout > 1 or config.classifier.kind == "rules":
+        names |= {m for m in (config.planner.model, config.planner.synthesizer_model) if m}
     return names
-
-
-__all__ = ["build_models", "used_models", "Path"]

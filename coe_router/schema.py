@@ -28,6 +28,7 @@ class TaskDecision(BaseModel):
     confidence: float = 0.0
     source: str = "none"
     candidates: dict[str, float] = Field(default_factory=dict)
+    tasks: list[str] = Field(default_factory=list, description="every matched task (rule-based gating)")
 
 
 class Route(BaseModel):
@@ -36,6 +37,7 @@ class Route(BaseModel):
     expert: str
     fallbacks: list[str] = Field(default_factory=list)
     reason: str = ""
+    consult: list[str] = Field(default_factory=list, description="experts asked in parallel (fan-out), best first")
 
 
 class RoutingDecision(BaseModel):
@@ -50,3 +52,38 @@ class RoutingDecision(BaseModel):
     tried: list[str] = Field(default_factory=list)
     errors: dict[str, str] = Field(default_factory=dict)
     task_map_version: str = ""
+    consulted: list["Consultation"] = Field(default_factory=list)
+    aggregation: str = ""
+
+
+class Consultation(BaseModel):
+    """One expert's answer in a fan-out (CCoE gating): what it said, or why it failed."""
+
+    expert: str
+    task: str
+    rank: int
+    answer: str = ""
+    choice: str | None = None
+    error: str | None = None
+
+
+class Subtask(BaseModel):
+    """One step of a plan: its text and, optionally, the task the planner thinks it is (a configured task name)."""
+
+    text: str = Field(min_length=1)
+    task: str | None = None
+
+
+class Plan(BaseModel):
+    """The planner's ordered subtasks (CCoE expert planning)."""
+
+    subtasks: list[Subtask] = Field(min_length=1)
+
+
+class Step(BaseModel):
+    """A planned subtask after it ran: which task and expert it went to and what came out."""
+
+    text: str
+    task: str
+    expert: str
+    output: str

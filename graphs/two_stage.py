@@ -1,49 +1,70 @@
-"""The CoE-Ops single-shot graph: retriever -> classifier -> router -> expert."""
+"""The CoE-Ops single-shot graph: retriever -> classifier -> router -> expert, with CCoE fan-out.
+
+When the router consults several experts (rule-based gating matched several tasks, or `fanout: k`), it sends the
+query to each in parallel (LangGraph Send) and the aggregator combines their answers.
+"""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
 
 from coe_router.classifiers import TaskClassifier
-from coe_router.config import ExpertSpec
 from coe_router.example_store import ExampleStore
 from coe_router.nodes import (
-    TaskMap,
+    make_aggregator_node,
     make_classifier_node,
+    make_consult_node,
     make_expert_node,
     make_retriever_node,
     make_router_node,
 )
+from coe_router.pool import ExpertPool
 
 from .state import InputState, OutputState, RouterState
+
+
+def dispatch(state: RouterState) -> Literal["expert"] | list[Send]:
+    """One expert, or a Send to `consult` for each expert of the fan-out (best-ranked first)."""
+    consult = state["route"].consult
+    if not consult:
+        return "expert"
+    shared = {key: state.get(key) for key in ("query", "options", "context", "decision")}
+    return [Send("consult", {**shared, "consult_expert": name, "consult_rank": rank}) for rank, name in enumerate(consult)]
 
 
 def build_two_stage_graph(
     *,
     classifier: TaskClassifier,
-    task_map: TaskMap,
-    experts: dict[str, ExpertSpec],
-    models: dict[str, BaseChatModel],
+    pool: ExpertPool,
     store: ExampleStore | None,
+    tasks: list[str] | None = None,
     k: int = 5,
     max_query_chars: int = 20_000,
     review_unknown: bool = False,
+    fanout: int = 1,
+    synthesizer: BaseChatModel | None = None,
     checkpointer=None,
     name: str = "coe",
 ):
     """Compile the graph from ready parts; every dependency is injected, so tests pass fakes for any of them."""
-    missing = sorted({spec.model for spec in experts.values()} - set(models))
-    if missing:
-        raise ValueError(f"no model object given for {missing}")
     builder = StateGraph(RouterState, input_schema=InputState, output_schema=OutputState)
     builder.add_node("retriever", make_retriever_node(store, k, max_query_chars))
-    builder.add_node("classifier", make_classifier_node(classifier))
-    builder.add_node("router", make_router_node(task_map, review_unknown))
-    builder.add_node("expert", make_expert_node(experts, models))
+    builder.add_node("classifier", make_classifier_node(classifier, tasks or pool.task_map.ranking))
+    builder.add_node("router", make_router_node(pool, review_unknown, fanout))
+    builder.add_node("expert", make_expert_node(pool))
+    builder.add_node("consult", make_consult_node(pool))
+    builder.add_node("aggregator", make_aggregator_node(synthesizer))
     builder.add_edge(START, "retriever")
     builder.add_edge("retriever", "classifier")
     builder.add_edge("classifier", "router")
-    builder.add_edge("router", "expert")
+    builder.add_conditional_edges("router", dispatch, ["expert", "consult"])
+    builder.add_edge("consult", "aggregator")
     builder.add_edge("expert", END)
-    return builder.compile(checkpointer=checkpointer, name=name)
+    builder.add_edge("aggregator", END)
+    graph = builder.compile(checkpointer=checkpointer, name=name)
+    graph.pool = pool  # push/pop experts on the live graph: graph.pool.add(...), graph.pool.remove(...)
+    return graph

@@ -1,14 +1,17 @@
 """Graph nodes, one module each; each factory takes its dependencies and returns a function of the state."""
 
+from .aggregator import make_aggregator_node
 from .classifier import make_classifier_node
+from .consult import make_consult_node
 from .expert import ExpertsFailedError, make_expert_node
 from .retriever import make_retriever_node
-from .router import TaskMap, make_router_node
+from .router import make_router_node
 
 __all__ = [
     "ExpertsFailedError",
-    "TaskMap",
+    "make_aggregator_node",
     "make_classifier_node",
+    "make_consult_node",
     "make_expert_node",
     "make_retriever_node",
     "make_router_node",

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from langchain_core.language_models import BaseChatModel
-
-from coe_router.config import ExpertSpec
 from coe_router.experts import ask_expert
 from coe_router.graphs.state import RouterState
+from coe_router.pool import ExpertPool
 
 
 class ExpertsFailedError(RuntimeError):
@@ -33,14 +31,15 @@ def _trace_metadata(decision, errors: dict[str, str]) -> dict:
     }
 
 
-def make_expert_node(experts: dict[str, ExpertSpec], models: dict[str, BaseChatModel]) -> Callable[[RouterState], dict]:
+def make_expert_node(pool: ExpertPool) -> Callable[[RouterState], dict]:
     def expert(state: RouterState) -> dict:
         route, decision = state["route"], state["decision"]
+        question = state["query"] + (f"\n\n{state['context']}" if state.get("context") else "")
         errors: dict[str, str] = {}
         for name in [route.expert, *route.fallbacks]:
-            spec = experts[name]
             try:
-                answer = ask_expert(name, spec, models[spec.model], state["query"], state.get("options"),
+                spec, model = pool.expert(name)
+                answer = ask_expert(name, spec, model, question, state.get("options"),
                                     decision.task, _trace_metadata(decision, errors))
             except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
                 errors[name] = f"{type(exc).__name__}: {exc}"

@@ -6,45 +6,15 @@ order, is the fallback chain the expert node walks when an expert fails.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Callable
 
 from langgraph.types import interrupt
-from pydantic import BaseModel
 
 from coe_router.config import UNKNOWN_TASK
 from coe_router.graphs.state import RouterState
+from coe_router.pool import ExpertPool
 from coe_router.schema import Route, RoutingDecision, TaskDecision
-
-
-class TaskMap(BaseModel):
-    """Ranked experts per task plus the best-average expert; `version` identifies the map in traces and results."""
-
-    ranking: dict[str, list[str]]
-    default_expert: str
-
-    @property
-    def version(self) -> str:
-        payload = json.dumps({"ranking": self.ranking, "default": self.default_expert}, sort_keys=True)
-        return hashlib.sha1(payload.encode()).hexdigest()[:12]
-
-    def experts(self) -> list[str]:
-        """Every expert the map can route to, the default first."""
-        seen = [self.default_expert]
-        for ranked in self.ranking.values():
-            seen += [e for e in ranked if e not in seen]
-        return seen
-
-    def route(self, task: str) -> Route:
-        if task in self.ranking:
-            ranked, reason = self.ranking[task], f"task map: {task}"
-        elif task == UNKNOWN_TASK:
-            ranked, reason = [self.default_expert], "unknown task: best-average expert"
-        else:
-            ranked, reason = [self.default_expert], f"task {task!r} has no entry: best-average expert"
-        chain = ranked + [e for e in self.experts() if e not in ranked]
-        return Route(expert=chain[0], fallbacks=chain[1:], reason=reason)
+from coe_router.task_map import TaskMap
 
 
 def _human_review(task_map: TaskMap, state: RouterState, task: TaskDecision) -> tuple[TaskDecision, Route]:
@@ -68,13 +38,27 @@ def _human_review(task_map: TaskMap, state: RouterState, task: TaskDecision) -> 
                      f"{{'expert': one of {task_map.experts()}}}, got {choice!r}")
 
 
-def make_router_node(task_map: TaskMap, review_unknown: bool = False) -> Callable[[RouterState], dict]:
+def consulted_experts(task_map: TaskMap, task: TaskDecision, route: Route, fanout: int) -> list[str]:
+    """Experts to ask in parallel: the best expert of every task a gating rule matched (CCoE eq. 2), or the top
+    `fanout` of the route's ranked chain. One expert means no fan-out."""
+    if len(task.tasks) > 1:
+        experts = list(dict.fromkeys(task_map.route(t).expert for t in task.tasks))
+    else:
+        experts = [route.expert, *route.fallbacks][:fanout]
+    return experts if len(experts) > 1 else []
+
+
+def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int = 1) -> Callable[[RouterState], dict]:
+    """Routes with the pool's current task map, so experts pushed or popped at run time take effect at once."""
+
     def router(state: RouterState) -> dict:
+        task_map = pool.task_map
         task = state["task_decision"]
         if review_unknown and task.task == UNKNOWN_TASK:
             task, route = _human_review(task_map, state, task)
         else:
             route = task_map.route(task.task)
+        route = route.model_copy(update={"consult": consulted_experts(task_map, task, route, fanout)})
         decision = RoutingDecision(
             task=task.task,
             confidence=task.confidence,
@@ -84,6 +68,6 @@ def make_router_node(task_map: TaskMap, review_unknown: bool = False) -> Callabl
             fallbacks=route.fallbacks,
             task_map_version=task_map.version,
         )
-        return {"route": route, "decision": decision}
+        return {"route": route, "decision": decision, "consultations": None}
 
     return router

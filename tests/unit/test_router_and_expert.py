@@ -1,7 +1,9 @@
 import pytest
 
 from coe_router.config import ExpertSpec
-from coe_router.nodes import ExpertsFailedError, TaskMap, make_expert_node
+from coe_router.nodes import ExpertsFailedError, make_expert_node
+from coe_router.pool import ExpertPool
+from coe_router.task_map import TaskMap
 from coe_router.prompts import extract_choice
 from coe_router.schema import Route, RoutingDecision
 from tests.fakes import FailingChat, FakeScorer, LocalFakeChat, ScriptedChat
@@ -34,9 +36,14 @@ def state(expert, fallbacks, options=None):
 EXPERTS = {"a": ExpertSpec(model="ma"), "b": ExpertSpec(model="mb"), "c": ExpertSpec(model="mc")}
 
 
+def expert_node(experts, models):
+    task_map = TaskMap(ranking={}, default_expert=next(iter(experts)))
+    return make_expert_node(ExpertPool(experts, models, task_map))
+
+
 def test_expert_falls_back_and_records_failures():
     models = {"ma": FailingChat(), "mb": ScriptedChat(reply=lambda p: "four", seen=[]), "mc": FailingChat()}
-    out = make_expert_node(EXPERTS, models)(state("a", ["b", "c"]))
+    out = expert_node(EXPERTS, models)(state("a", ["b", "c"]))
     assert out["answer"] == "four"
     assert out["decision"].expert == "b"
     assert out["decision"].tried == ["a", "b"]
@@ -46,21 +53,21 @@ def test_expert_falls_back_and_records_failures():
 def test_all_experts_failing_names_each():
     models = {"ma": FailingChat(), "mb": FailingChat(error="timeout"), "mc": FailingChat()}
     with pytest.raises(ExpertsFailedError) as error:
-        make_expert_node(EXPERTS, models)(state("a", ["b"]))
+        expert_node(EXPERTS, models)(state("a", ["b"]))
     assert set(error.value.errors) == {"a", "b"}
     assert "b: ConnectionError: timeout" in str(error.value)
 
 
 def test_multiple_choice_on_chat_model_uses_cot_prompt_and_extracts_letter():
     model = ScriptedChat(reply=lambda p: "2+2 is 4. So the answer is (B).", seen=[])
-    out = make_expert_node({"a": ExpertSpec(model="ma")}, {"ma": model})(state("a", [], ["3", "4", "5"]))
+    out = expert_node({"a": ExpertSpec(model="ma")}, {"ma": model})(state("a", [], ["3", "4", "5"]))
     assert out["choice"] == "B"
     assert "Think step by step" in model.seen[0] and "B. 4" in model.seen[0]
 
 
 def test_multiple_choice_on_local_model_scores_letters():
     scorer = FakeScorer({"A": -2.0, "B": -0.1, "C": -3.0})
-    out = make_expert_node({"a": ExpertSpec(model="ma")}, {"ma": LocalFakeChat(local=scorer, seen=[])})(
+    out = expert_node({"a": ExpertSpec(model="ma")}, {"ma": LocalFakeChat(local=scorer, seen=[])})(
         state("a", [], ["3", "4", "5"]))
     assert out["choice"] == "B" and out["answer"] == "(B) 4"
     assert scorer.prompts[0].endswith("Answer: (")

@@ -1,0 +1,57 @@
+"""Aggregator node: combines the answers of a fan-out.
+
+Multiple choice: majority vote, ties broken by leaderboard rank (the order the router consulted the experts).
+Free text: a synthesizer model refines the answers into one (prompts/aggregator.py); without one, the answer of the
+best-ranked expert that answered is kept.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Callable
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage
+
+from coe_router.graphs.state import RouterState
+from coe_router.prompts.aggregator import format_refine_prompt
+from coe_router.schema import Consultation
+
+from .expert import ExpertsFailedError
+
+
+def vote(answers: list[Consultation]) -> Consultation:
+    """The majority choice; among tied choices, the one the best-ranked expert gave."""
+    counts = Counter(a.choice for a in answers)
+    top = max(counts.values())
+    return min((a for a in answers if counts[a.choice] == top), key=lambda a: a.rank)
+
+
+def make_aggregator_node(synthesizer: BaseChatModel | None) -> Callable[[RouterState], dict]:
+    def aggregator(state: RouterState) -> dict:
+        consulted = sorted(state.get("consultations") or [], key=lambda c: c.rank)
+        answered = [c for c in consulted if c.error is None]
+        if not answered:
+            raise ExpertsFailedError({c.expert: c.error or "no answer" for c in consulted})
+        decision = state["decision"]
+        errors = {c.expert: c.error for c in consulted if c.error}
+        with_choice = [c for c in answered if c.choice]
+        if with_choice:
+            winner = vote(with_choice)
+            share = sum(c.choice == winner.choice for c in with_choice)
+            text, choice, how = winner.answer, winner.choice, f"vote {share}/{len(with_choice)}"
+        elif synthesizer is not None and len(answered) > 1:
+            prompt = format_refine_prompt(state["query"], [(c.expert, c.answer) for c in answered])
+            reply = synthesizer.invoke([HumanMessage(prompt)], config={
+                "run_name": "aggregator", "tags": ["coe:aggregator"], "metadata": {"role": "aggregator"}})
+            winner, choice, how = answered[0], None, "refine"
+            text = reply.text if hasattr(reply, "text") else str(reply.content)
+        else:
+            winner, text, choice, how = answered[0], answered[0].answer, None, "best-ranked answer"
+        final = decision.model_copy(update={
+            "expert": winner.expert, "consulted": consulted, "aggregation": how, "errors": errors,
+            "tried": [c.expert for c in consulted],
+        })
+        return {"answer": text.strip(), "choice": choice, "decision": final}
+
+    return aggregator
