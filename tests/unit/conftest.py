@@ -39,7 +39,7 @@ EXAMPLES = [
 def write_config(tmp_path: Path, **overrides) -> Path:
     data = {**CONFIG, **overrides}
     path = tmp_path / "router.yaml"
-    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
 
 
