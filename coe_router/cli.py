@@ -25,6 +25,8 @@ def _ask(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     config = load_config(args.config)
+    if args.mode:
+        config = config.model_validate({**config.model_dump(by_alias=True), "mode": args.mode, "source": config.source})
     graph = build_graph(config, progress=not args.json)
     run = _run_config(args.thread)
     result = graph.invoke({"query": args.question, "options": args.option or None}, run)
@@ -58,12 +60,20 @@ def _print_result(result: dict, run: dict, as_json: bool, started: float) -> int
         print(f"resume with: coe resume --thread {thread} --task TASK (or --expert EXPERT)", file=sys.stderr)
         return 3
     decision = result["decision"]
+    steps = result.get("steps")
     if as_json:
         payload = {"answer": result["answer"], "choice": result.get("choice"), "decision": decision.model_dump(mode="json")}
+        if steps is not None:
+            payload["steps"] = [step.model_dump(mode="json") for step in steps]
+            payload["plan_status"] = result.get("plan_status")
         print(json.dumps(payload, ensure_ascii=False))
         return 0
     print(result["answer"])
     print()
+    if steps is not None:
+        print(f"plan: {result.get('plan_status')}")
+        for number, step in enumerate(steps, start=1):
+            print(f"  {number}. [{step.task} -> {step.expert}] {step.text[:80]}")
     print(f"task: {decision.task} (confidence {decision.confidence:.2f}, {decision.classifier})")
     print(f"expert: {decision.expert}" + (f"  fallbacks: {', '.join(decision.fallbacks)}" if decision.fallbacks else ""))
     for example in decision.retrieved:
@@ -103,6 +113,29 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _experts(args: argparse.Namespace) -> int:
+    from .config import default_config_path
+    from .config_edit import add_expert, expert_table, remove_expert
+
+    path = args.config or default_config_path()
+    if args.action == "add":
+        tasks = [t.strip() for t in (args.tasks or "").split(",") if t.strip()]
+        add_expert(path, args.name, args.model, tasks, args.rank, args.description or "", args.style)
+        print(f"added expert {args.name!r} to {path}")
+    elif args.action == "remove":
+        remove_expert(path, args.name)
+        print(f"removed expert {args.name!r} from {path}")
+    rows = expert_table(load_config(path))
+    if getattr(args, "json", False):
+        print(json.dumps(rows))
+    elif args.action == "list":
+        for row in rows:
+            places = ", ".join(f"{task} #{rank}" for task, rank in row["tasks"].items()) or "-"
+            star = "  (best average)" if row["best_average"] else ""
+            print(f"{row['expert']:<20} model={row['model']:<20} {places}{star}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coe", description="Collaboration-of-Experts LLM router")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -113,6 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     ask.add_argument("--option", action="append", help="a multiple-choice option (repeat for each option)")
     ask.add_argument("--json", action="store_true", help="print one JSON object with `answer` and `decision`")
     ask.add_argument("--thread", help="thread id for the checkpointer (default: a new one)")
+    ask.add_argument("--mode", choices=["single", "plan", "auto"],
+                     help="single-shot routing, expert planning, or let the planner decide (default: the config's)")
     ask.set_defaults(run=_ask)
 
     resume = commands.add_parser("resume", help="resume a run paused for human review of an unknown task")
@@ -131,6 +166,24 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--token-env", default="COE_API_TOKEN",
                        help="env var holding a bearer token; when it is set, requests must send it")
     serve.set_defaults(run=_serve)
+
+    experts = commands.add_parser("experts", help="list, add or remove experts in a config file (validated, atomic)")
+    actions = experts.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list")
+    listing.add_argument("--config", type=Path)
+    listing.add_argument("--json", action="store_true")
+    add = actions.add_parser("add")
+    add.add_argument("name")
+    add.add_argument("--model", required=True, help="a model defined in the config's `models`")
+    add.add_argument("--tasks", help="comma-separated tasks this expert serves")
+    add.add_argument("--rank", type=int, default=0, help="place in those tasks' ranked lists (0 = best)")
+    add.add_argument("--description")
+    add.add_argument("--style", choices=["cot", "plain"], default="cot")
+    add.add_argument("--config", type=Path, required=True)
+    remove = actions.add_parser("remove")
+    remove.add_argument("name")
+    remove.add_argument("--config", type=Path, required=True)
+    experts.set_defaults(run=_experts)
 
     index = commands.add_parser("index", help="manage the labelled-example index").add_subparsers(dest="action", required=True)
     build = index.add_parser("build", help="encode labelled examples (questions.jsonl) into the config's collection")
