@@ -22,6 +22,13 @@ class ExpertAnswer(BaseModel):
     choice: str | None = None
 
 
+def with_context(question: str, context: str | None) -> str:
+    """A planned step's input: the earlier steps' results first, then this step's instruction (CCoE eq. 4)."""
+    if not context:
+        return question
+    return f"Results of the earlier steps:\n{context}\n\nUsing those results: {question}"
+
+
 def _choice_prompt(question: str, options: Sequence[str], domain: str) -> str:
     return f"The following is a {domain} question.\n\n{question}\n\n{format_options(options)}{CHOICE_PREFIX}"
 

@@ -47,7 +47,7 @@ class Planner:
         config = {"run_name": "planner", "tags": ["coe:planner"], "metadata": {"role": "planner"}}
         local = getattr(self.model, "local", None)
         if local is not None:
-            return parse_plan(local.json(prompt, Plan.model_json_schema(), max_tokens=400))
+            return parse_plan(local.json(prompt, self.grammar_schema(), max_tokens=400))
         try:
             structured = self.model.with_structured_output(Plan)
         except NotImplementedError:
@@ -60,6 +60,16 @@ class Planner:
         if not isinstance(plan, Plan):
             raise PlanError("planner returned no plan")
         return plan
+
+    def grammar_schema(self) -> dict:
+        """The JSON schema a local model generates under: configured task names only, at most max_steps subtasks,
+        and in plan mode at least two (a tiny model otherwise tends to copy the request as its only step)."""
+        subtask = {"type": "object", "properties": {"text": {"type": "string", "minLength": 3},
+                                                     "task": {"enum": list(self.tasks)}},
+                   "required": ["text", "task"]}
+        subtasks = {"type": "array", "items": subtask, "minItems": 1 if self.auto else min(2, self.max_steps),
+                    "maxItems": self.max_steps}
+        return {"type": "object", "properties": {"subtasks": subtasks}, "required": ["subtasks"]}
 
     def __call__(self, query: str) -> tuple[Plan, str]:
         """The plan and a status: "planned", "planned (trimmed to N steps)", "single" or "fallback: <why>"."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from coe_router.experts import ask_expert
+from coe_router.experts import ask_expert, with_context
 from coe_router.graphs.state import RouterState
 from coe_router.pool import ExpertPool
 from coe_router.schema import Consultation
@@ -16,7 +16,7 @@ def make_consult_node(pool: ExpertPool) -> Callable[[RouterState], dict]:
         name, decision = state["consult_expert"], state["decision"]
         task = decision.task
         record = Consultation(expert=name, task=task, rank=state["consult_rank"])
-        question = state["query"] + (f"\n\n{state['context']}" if state.get("context") else "")
+        question = with_context(state["query"], state.get("context"))
         try:
             spec, model = pool.expert(name)
             answer = ask_expert(name, spec, model, question, state.get("options"), task,

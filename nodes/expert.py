@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from coe_router.experts import ask_expert
+from coe_router.experts import ask_expert, with_context
 from coe_router.graphs.state import RouterState
 from coe_router.pool import ExpertPool
 
@@ -34,7 +34,7 @@ def _trace_metadata(decision, errors: dict[str, str]) -> dict:
 def make_expert_node(pool: ExpertPool) -> Callable[[RouterState], dict]:
     def expert(state: RouterState) -> dict:
         route, decision = state["route"], state["decision"]
-        question = state["query"] + (f"\n\n{state['context']}" if state.get("context") else "")
+        question = with_context(state["query"], state.get("context"))
         errors: dict[str, str] = {}
         for name in [route.expert, *route.fallbacks]:
             try:

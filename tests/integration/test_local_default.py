@@ -99,3 +99,17 @@ def test_cli_reports_bad_config_clearly(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "experts.e.model" in done.stderr and str(bad) in done.stderr
+
+
+def test_planning_on_local_models_splits_and_routes_each_step(local_config_path):
+    """SmolLM2 plans under a JSON grammar; each step goes through the real retriever, classifier and experts."""
+    config = load_config(local_config_path)
+    planned = config.model_validate({**config.model_dump(by_alias=True), "mode": "plan", "source": config.source})
+    result = build_graph(planned).invoke(
+        {"query": "Compute 12 * 15, then write a Python function that returns the result."})
+    steps = result["steps"]
+    assert result["plan_status"].startswith("planned"), result["plan_status"]
+    assert 2 <= len(steps) <= config.planner.max_steps
+    assert all(s.text.strip() and s.output.strip() and s.task in config.tasks for s in steps)
+    assert steps[0].task == "math"
+    assert result["answer"].strip()

@@ -80,3 +80,10 @@ def test_planning_graph_shows_the_loop(tmp_path, store):
     drawn = graph.get_graph()
     assert {"planner", "step", "synthesizer"} <= set(drawn.nodes)
     assert any(e.source == "step" and e.target == "step" for e in drawn.edges)
+
+
+def test_planner_task_is_used_when_the_classifier_cannot_place_a_step(tmp_path, store):
+    plan = {"subtasks": [{"text": "zzz qqq", "task": "code"}, {"text": "solve the equation", "task": "code"}]}
+    result = build_graph(plan_config(tmp_path), models=models(json.dumps(plan)), store=store).invoke({"query": "q"})
+    assert [(s.task, s.expert) for s in result["steps"]] == [("code", "coder"), ("math", "mathematician")]
+    assert result["steps"][1].output == "55"
