@@ -226,6 +226,10 @@ class RouterConfig(_Strict):
             raise ValueError(f"default_expert: no expert named {self.default_expert!r}")
         return self
 
+    def replace(self, **changes) -> "RouterConfig":
+        """A validated copy with some top-level fields changed (e.g. `config.replace(mode="plan")`)."""
+        return RouterConfig.model_validate({**self.model_dump(by_alias=True), **changes, "source": self.source})
+
     def resolve_path(self, value: str) -> Path:
         """A path from the config: `~` expanded, relative paths taken from the config file's folder."""
         path = Path(os.path.expandvars(value)).expanduser()

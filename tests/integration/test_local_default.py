@@ -104,7 +104,7 @@ def test_cli_reports_bad_config_clearly(tmp_path):
 def test_planning_on_local_models_splits_and_routes_each_step(local_config_path):
     """SmolLM2 plans under a JSON grammar; each step goes through the real retriever, classifier and experts."""
     config = load_config(local_config_path)
-    planned = config.model_validate({**config.model_dump(by_alias=True), "mode": "plan", "source": config.source})
+    planned = config.replace(mode="plan")
     result = build_graph(planned).invoke(
         {"query": "Compute 12 * 15, then write a Python function that returns the result."})
     steps = result["steps"]
