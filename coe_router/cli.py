@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from .cli_eval import add_eval_commands
 from .config import ConfigError, load_config
 
 
@@ -26,7 +27,7 @@ def _ask(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     config = load_config(args.config)
     if args.mode:
-        config = config.model_validate({**config.model_dump(by_alias=True), "mode": args.mode, "source": config.source})
+        config = config.replace(mode=args.mode)
     graph = build_graph(config, progress=not args.json)
     run = _run_config(args.thread)
     result = graph.invoke({"query": args.question, "options": args.option or None}, run)
@@ -136,6 +137,25 @@ def _experts(args: argparse.Namespace) -> int:
     return 0
 
 
+def _leaderboard_run(args: argparse.Namespace) -> int:
+    from .builder import task_map_from_config
+    from .models import build_models
+    from .outcome_runner import read_mc_questions, run_outcomes
+    from .pool import ExpertPool
+
+    config = load_config(args.config)
+    experts = [e.strip() for e in args.experts.split(",")] if args.experts else list(config.experts)
+    unknown = [e for e in experts if e not in config.experts]
+    if unknown:
+        raise ConfigError(f"--experts: not in the config: {unknown}")
+    models = build_models(config, {config.experts[e].model for e in experts})
+    pool = ExpertPool({e: config.experts[e] for e in experts}, models, task_map_from_config(config))
+    counts = run_outcomes(pool, read_mc_questions(args.questions, args.limit), args.out, experts=experts,
+                          concurrency=args.concurrency, retries=args.retries)
+    print(f"{args.out}: asked {counts['asked']}, already done {counts['skipped']}, failed {counts['failed']}")
+    return 0 if counts["failed"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coe", description="Collaboration-of-Experts LLM router")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -191,17 +211,33 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--collection", help="collection name (default: the config's retriever.collection)")
     build.add_argument("--config", type=Path)
     build.set_defaults(run=_index_build)
+    groups = add_eval_commands(commands)
+    run = groups["leaderboard"].add_parser(
+        "run", help="ask the configured experts a labelled multiple-choice set and record outcomes (resumable)")
+    run.add_argument("--questions", type=Path, required=True, help="questions.jsonl with options and answer letters")
+    run.add_argument("--config", type=Path)
+    run.add_argument("--out", type=Path, required=True, help="correctness CSV (a journal is kept beside it)")
+    run.add_argument("--experts", help="comma-separated experts (default: all)")
+    run.add_argument("--concurrency", type=int, default=2)
+    run.add_argument("--retries", type=int, default=2)
+    run.add_argument("--limit", type=int, help="only the first N questions")
+    run.set_defaults(run=_leaderboard_run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .tracing import bound_trace_exit, flush_traces
+
     _quiet_offline_defaults()
+    bound_trace_exit()
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"coe: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        flush_traces()
 
 
 if __name__ == "__main__":

@@ -184,6 +184,21 @@ def read_outcomes(outcomes_path: str | Path, questions_path: str | Path | None =
     )
 
 
+def read_questions(path: str | Path) -> Outcomes:
+    """Labelled questions alone (no outcomes: zero model columns), for classifier evaluation."""
+    rows = _read_question_rows(Path(path))
+    if not rows:
+        raise OutcomesFileError(f"{path}: no questions")
+    return Outcomes(
+        ids=list(rows),
+        categories=np.array([str(r["category"]) for r in rows.values()], dtype=object),
+        questions=[str(r["question"]) for r in rows.values()],
+        models=[],
+        scores=np.zeros((len(rows), 0)),
+        options=[list(r["options"]) if r.get("options") else None for r in rows.values()],
+    )
+
+
 def write_outcomes(outcomes: Outcomes, questions_path: str | Path, outcomes_path: str | Path) -> None:
     """Write the pair of files `read_outcomes` reads (used by the split and the LLMRouter import)."""
     questions_path, outcomes_path = Path(questions_path), Path(outcomes_path)
