@@ -9,27 +9,12 @@ from langchain_core.language_models import BaseChatModel
 from coe_router.graphs.two_stage import build_two_stage_graph
 
 from .classifiers import TaskClassifier, build_classifier
-from .config import UNKNOWN_TASK, ConfigError, RouterConfig, TaskMapFile, load_config, load_task_map_file
+from .config import ConfigError, RouterConfig, load_config
 from .embeddings import Encoder, load_encoder
 from .example_store import ExampleStore, chroma_collection, read_examples
 from .models import build_models, used_models
 from .pool import ExpertPool
-from .task_map import TaskMap
-
-
-def task_map_from_config(config: RouterConfig) -> TaskMap:
-    """The ranked task map and best-average expert: the config's own lists, or those of a leaderboard file.
-
-    The best-average expert (CoE-Ops eq. 8) is `default_expert` if set, else the `unknown` entry of the map, else
-    the leaderboard's overall best, else the first expert.
-    """
-    if isinstance(config.task_map, TaskMapFile):
-        ranking, overall_best = load_task_map_file(config, config.task_map)
-    else:
-        ranking, overall_best = dict(config.task_map), None
-    unknown = ranking.pop(UNKNOWN_TASK, None)
-    default = config.default_expert or (unknown[0] if unknown else None) or overall_best or next(iter(config.experts))
-    return TaskMap(ranking=ranking, default_expert=default)
+from .task_map import task_map_from_config
 
 
 def needs_examples(config: RouterConfig) -> bool:

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
-from .config import UNKNOWN_TASK, ConfigError, RouterConfig, TaskMapFile, _location
+from .config import UNKNOWN_TASK, ConfigError, RouterConfig, _location
+from .task_map import task_map_from_config
 
 
 def _yaml() -> YAML:
@@ -117,11 +118,12 @@ def remove_expert(path: str | Path, name: str) -> RouterConfig:
 
 def expert_table(config: RouterConfig) -> list[dict]:
     """Each expert with its model and where it ranks in the task map."""
-    ranking = {} if isinstance(config.task_map, TaskMapFile) else config.task_map
+    task_map = task_map_from_config(config)
+    ranking = task_map.ranking
     rows = []
     for name, spec in config.experts.items():
         places = {task: ranked.index(name) + 1 for task, ranked in ranking.items() if name in ranked}
         rows.append({"expert": name, "model": spec.model, "style": spec.style,
                      "tasks": {t: r for t, r in places.items() if t != UNKNOWN_TASK},
-                     "best_average": ranking.get(UNKNOWN_TASK, [None])[0] == name or config.default_expert == name})
+                     "best_average": task_map.default_expert == name})
     return rows

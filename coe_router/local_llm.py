@@ -12,6 +12,7 @@ import importlib
 import importlib.util
 import json
 import threading
+import weakref
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -59,6 +60,8 @@ class LocalLlama:
         self.path = path
         self.lock = threading.RLock()
         self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
+        # Free the model while the interpreter is intact: llama.cpp's own __del__ fails noisily at shutdown.
+        weakref.finalize(self, self.llama.close)
         # Base models (Gemma 3 270M) carry no chat template; they get a plain question/answer transcript instead.
         self.has_chat_template = bool(self.llama.metadata.get("tokenizer.chat_template"))
 

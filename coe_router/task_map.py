@@ -7,7 +7,7 @@ import json
 
 from pydantic import BaseModel
 
-from .config import UNKNOWN_TASK
+from .config import UNKNOWN_TASK, RouterConfig, TaskMapFile, load_task_map_file
 from .schema import Route
 
 
@@ -38,3 +38,18 @@ class TaskMap(BaseModel):
             ranked, reason = [self.default_expert], f"task {task!r} has no entry: best-average expert"
         chain = ranked + [e for e in self.experts() if e not in ranked]
         return Route(expert=chain[0], fallbacks=chain[1:], reason=reason)
+
+
+def task_map_from_config(config: RouterConfig) -> TaskMap:
+    """The ranked task map and best-average expert: the config's own lists, or those of a leaderboard file.
+
+    The best-average expert (CoE-Ops eq. 8) is `default_expert` if set, else the `unknown` entry of the map, else
+    the leaderboard's overall best, else the first expert.
+    """
+    if isinstance(config.task_map, TaskMapFile):
+        ranking, overall_best = load_task_map_file(config, config.task_map)
+    else:
+        ranking, overall_best = dict(config.task_map), None
+    unknown = ranking.pop(UNKNOWN_TASK, None)
+    default = config.default_expert or (unknown[0] if unknown else None) or overall_best or next(iter(config.experts))
+    return TaskMap(ranking=ranking, default_expert=default)

@@ -113,3 +113,21 @@ def test_planning_on_local_models_splits_and_routes_each_step(local_config_path)
     assert all(s.text.strip() and s.output.strip() and s.task in config.tasks for s in steps)
     assert steps[0].task == "math"
     assert result["answer"].strip()
+
+
+def test_leaderboard_run_on_local_models_is_resumable(local_config_path, tmp_path):
+    questions = tmp_path / "mc.jsonl"
+    rows = [{"question_id": i, "category": "math", "question": f"What is {i} + {i}?",
+             "options": [str(2 * i), str(2 * i + 1), str(2 * i + 2)], "answer": "A"} for i in range(1, 3)]
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "outcomes.csv"
+    cli = [sys.executable, "-m", "coe_router.cli", "leaderboard", "run", "--questions", str(questions),
+           "--config", str(local_config_path), "--out", str(out)]
+    first = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert "asked 4" in first.stdout
+    lines = out.read_text().splitlines()
+    assert lines[0] == "question_id,category,smollm2,gemma3"
+    assert len(lines) == 3 and all(cell in {"0", "1"} for line in lines[1:] for cell in line.split(",")[2:])
+    again = subprocess.run(cli, capture_output=True, text=True, timeout=300)
+    assert "asked 0, already done 4" in again.stdout
