@@ -33,6 +33,10 @@ def _choice_prompt(question: str, options: Sequence[str], domain: str) -> str:
     return f"The following is a {domain} question.\n\n{question}\n\n{format_options(options)}{CHOICE_PREFIX}"
 
 
+class EmptyAnswerError(RuntimeError):
+    """An expert answered with nothing: treated like a failure, so the next expert of the route answers."""
+
+
 def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str, options: Sequence[str] | None,
                task: str, run_metadata: dict | None = None) -> ExpertAnswer:
     """One expert's answer; raises whatever the model raises (the caller decides about fallbacks)."""
@@ -56,4 +60,6 @@ def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str,
         },
     )
     text = reply.text if hasattr(reply, "text") else str(reply.content)
+    if not text.strip():
+        raise EmptyAnswerError("the model returned an empty answer")
     return ExpertAnswer(text=text.strip(), choice=extract_choice(text, len(options)) if options else None)

@@ -23,6 +23,8 @@ from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict
 
+from coe_router.prompts.expert import BASE_MODEL_PREAMBLE
+
 
 class ModelFileError(FileNotFoundError):
     """The GGUF file of a local model cannot be found."""
@@ -141,11 +143,12 @@ _TRANSCRIPT_STOPS = ["\nQuestion:", "\n\n\n"]
 
 
 def _transcript(messages: list[dict]) -> str:
-    """Messages as a plain-text transcript a base model continues after "Answer:"."""
-    parts = []
+    """Messages as a plain-text transcript a base model continues after "Answer:", after two worked turns."""
+    system = [message["content"] for message in messages if message["role"] == "system"]
+    parts = [*system, BASE_MODEL_PREAMBLE]
     for message in messages:
         if message["role"] == "system":
-            parts.append(message["content"])
+            continue
         elif message["role"] == "user":
             parts.append(f"Question: {message['content']}")
         else:

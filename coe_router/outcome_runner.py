@@ -20,7 +20,7 @@ from typing import Callable, Iterable
 
 from pydantic import BaseModel
 
-from .experts import ask_expert
+from .experts import EmptyAnswerError, ask_expert
 from .pool import ExpertPool
 
 
@@ -107,11 +107,15 @@ def run_outcomes(
     todo = [(q, e) for q in questions for e in experts if (q.question_id, e) not in journal.done]
     counts = {"asked": 0, "skipped": len(questions) * len(experts) - len(todo), "failed": 0}
 
-    def ask(question: MCQuestion, expert: str) -> None:
+    def choice(question: MCQuestion, expert: str) -> str | None:
         spec, model = pool.expert(expert)
-        answer = _with_retries(
-            lambda: ask_expert(expert, spec, model, question.question, question.options, question.category).choice,
-            retries, backoff_s)
+        try:
+            return ask_expert(expert, spec, model, question.question, question.options, question.category).choice
+        except EmptyAnswerError:
+            return None  # an answer, and a wrong one: no letter chosen
+
+    def ask(question: MCQuestion, expert: str) -> None:
+        answer = _with_retries(lambda: choice(question, expert), retries, backoff_s)
         journal.record(question.question_id, expert, int(answer == question.answer), answer)
 
     bar = tqdm(total=len(todo), desc="asking experts", unit="answer", disable=not progress)

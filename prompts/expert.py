@@ -20,6 +20,13 @@ EXPERT_COT_PROMPT = (
 
 EXPERT_PLAIN_PROMPT = "{question}"
 
+# Base models (no chat template, e.g. Gemma 3 270M) continue a plain transcript. Without an example of an answer
+# they often stop at once or repeat the question; two short worked turns make them answer.
+BASE_MODEL_PREAMBLE = (
+    "Question: What is the capital of Japan?\nAnswer: The capital of Japan is Tokyo.\n\n"
+    "Question: What is 7 * 6?\nAnswer: 7 * 6 = 42."
+)
+
 # Likelihood scoring of multiple choice asks for the letter right after this prefix.
 CHOICE_PREFIX = "\n\nAnswer: ("
 

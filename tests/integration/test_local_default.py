@@ -41,6 +41,13 @@ def test_uncertain_vote_falls_to_the_local_llm_classifier(local_config_path):
     assert result["answer"].strip()
 
 
+def test_quick_start_question_gets_an_answer_from_the_base_model(graph):
+    """The README's first question: Gemma 3 270M (a base model) answers after the transcript's worked turns."""
+    result = graph.invoke({"query": "What is the derivative of x^3 + 2x?"})
+    assert result["decision"].task == "math" and result["decision"].expert == "gemma3"
+    assert result["decision"].tried == ["gemma3"] and result["answer"].strip()
+
+
 def test_open_question_gets_generated_text(graph):
     result = graph.invoke({"query": "Which court case established judicial review in the United States?"})
     assert result["decision"].task in {"law", "history"}

@@ -86,6 +86,16 @@ def test_retries_then_empty_cell_for_persistent_failures(tmp_path):
     assert [(r["flaky"], r["down"]) for r in read_csv(out)] == [("1", ""), ("1", "")]
 
 
+def test_empty_answer_is_recorded_as_wrong_not_as_a_failure(tmp_path):
+    questions = read_mc_questions(questions_file(tmp_path, n=2))
+    silent = Counting(reply=lambda p: "", seen=[], calls=[])
+    out = tmp_path / "o.csv"
+    counts = run_outcomes(pool_of(silent=silent), questions, out, retries=3, backoff_s=0, progress=False)
+    assert counts == {"asked": 2, "skipped": 0, "failed": 0}
+    assert len(silent.calls) == 2                                    # not retried: an empty answer is an answer
+    assert [r["silent"] for r in read_csv(out)] == ["0", "0"]
+
+
 def test_torn_journal_line_is_ignored(tmp_path):
     journal = tmp_path / "j.jsonl"
     journal.write_text('{"question_id": "1", "expert": "a", "correct": 1}\n{"question_id": "2", "exp')

@@ -50,6 +50,14 @@ def test_expert_falls_back_and_records_failures():
     assert "connection refused" in out["decision"].errors["a"]
 
 
+def test_empty_answer_moves_on_to_the_next_expert():
+    models = {"ma": ScriptedChat(reply=lambda p: "  \n", seen=[]), "mb": ScriptedChat(reply=lambda p: "four", seen=[]),
+              "mc": FailingChat()}
+    out = expert_node(EXPERTS, models)(state("a", ["b"]))
+    assert out["answer"] == "four" and out["decision"].expert == "b"
+    assert "empty answer" in out["decision"].errors["a"]
+
+
 def test_all_experts_failing_names_each():
     models = {"ma": FailingChat(), "mb": FailingChat(error="timeout"), "mc": FailingChat()}
     with pytest.raises(ExpertsFailedError) as error:
