@@ -50,12 +50,41 @@ def gguf_from_package(package: str) -> Path:
     raise ModelFileError(f"model package {package!r} ships no .gguf file and has no assemble()")
 
 
+_LOG_CALLBACK = None
+
+
+# Logged at error level by llama.cpp for every Gemma 3 context, yet only a notice: the full-size sliding-window
+# cache is what lets `score()` reuse cached prefixes.
+_NOT_ERRORS = (b"llama_kv_cache_iswa: using full-size SWA cache",)
+
+
+def _llama_logs_errors_only() -> None:
+    """Let llama.cpp print real errors only (as llama-cpp-python does with verbose=False), without the notices it
+    logs at error level, which would otherwise clutter every `coe ask`."""
+    global _LOG_CALLBACK
+    if _LOG_CALLBACK is not None:
+        return
+    import ctypes
+    import sys
+
+    import llama_cpp
+
+    @llama_cpp.llama_log_callback
+    def errors_only(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if level == 3 and not text.startswith(_NOT_ERRORS):  # GGML_LOG_LEVEL_ERROR
+            sys.stderr.write(text.decode("utf-8", errors="replace"))
+
+    _LOG_CALLBACK = errors_only  # keep a reference: llama.cpp holds only the C pointer
+    llama_cpp.llama_log_set(errors_only, ctypes.c_void_p(0))
+
+
 class LocalLlama:
     """One llama.cpp model, shared by generation and scoring, serialised by a lock (llama.cpp is not re-entrant)."""
 
     def __init__(self, model_path: str | Path, *, n_ctx: int = 2048, n_threads: int | None = None, seed: int = 0):
         from llama_cpp import Llama
 
+        _llama_logs_errors_only()
         path = Path(model_path)
         if not path.is_file():
             raise ModelFileError(f"model file not found: {path}")
