@@ -26,10 +26,10 @@ os.environ.pop("LANGCHAIN_TRACING_V2", None)
 SECTIONS = ("routing", "classifiers", "graph", "throughput", "ceiling", "scaling", "peer", "leaderboard", "rss")
 
 FULL = dict(queries=300, hybrid_queries=100, llm_queries=30, graph_queries=150, peer_queries=300,
-            rounds=5, per_round=64, concurrency=16, scaling="1000,10000,100000", scaling_queries=200,
+            rounds=5, per_round=256, concurrency=64, scaling="1000,10000,100000", scaling_queries=200,
             scaling_chroma_max=100_000)
 QUICK = dict(queries=100, hybrid_queries=20, llm_queries=8, graph_queries=50, peer_queries=100,
-             rounds=3, per_round=32, concurrency=16, scaling="1000,10000,100000", scaling_queries=100,
+             rounds=3, per_round=128, concurrency=64, scaling="1000,10000,100000", scaling_queries=100,
              scaling_chroma_max=10_000)
 
 

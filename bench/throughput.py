@@ -54,7 +54,7 @@ async def run_throughput(data: Data, encoder, store, batching_store, knn, pool, 
         await batcher.aclose()
 
     async def microbatch_bf16(texts):
-        encoder.batch_dtype = "bfloat16"  # opt-in setting: batches of 2+ texts under bfloat16 autocast
+        encoder.batch_dtype = "bfloat16"  # batches of 2+ texts under bfloat16 autocast (coe serve: auto on AMX)
         try:
             await microbatch(texts)
         finally:

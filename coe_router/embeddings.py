@@ -130,6 +130,25 @@ def _encoder_workers(workers: int | None, threads: int | None) -> int:
     return max(1, min(os.cpu_count() or 1, 4)) if threads == 1 else 1
 
 
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (Intel AMX), read from Linux's CPU flags."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as cpuinfo:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in cpuinfo)
+    except OSError:
+        return False
+
+
+def resolve_batch_dtype(value: str | None) -> str | None:
+    """float32 (None), bfloat16, or auto: bfloat16 batches where the CPU has AMX, where they cost about half as much
+    per text (docs/PERFORMANCE.md), float32 elsewhere (without AMX, bfloat16 autocast is slower on CPUs)."""
+    if value == "auto":
+        return "bfloat16" if cpu_has_amx_bf16() else None
+    if value not in (None, "float32", "bfloat16"):
+        raise ValueError(f"batch_dtype must be float32, bfloat16 or auto, got {value!r}")
+    return None if value == "float32" else value
+
+
 class SentenceEncoder:
     """MiniLM on the CPU with normalised outputs, so a dot product is the cosine similarity.
 
@@ -155,9 +174,8 @@ class SentenceEncoder:
         self.cache_max_texts = cache_max_texts
         self.threads = _encoder_threads(threads)
         self.workers = _encoder_workers(workers, self.threads)
-        self.batch_dtype = batch_dtype if batch_dtype is not None else os.environ.get("COE_ENCODER_BATCH_DTYPE") or None
-        if self.batch_dtype not in (None, "float32", "bfloat16"):
-            raise ValueError(f"batch_dtype must be float32 or bfloat16, got {self.batch_dtype!r}")
+        self.batch_dtype = resolve_batch_dtype(
+            batch_dtype if batch_dtype is not None else os.environ.get("COE_ENCODER_BATCH_DTYPE") or None)
         self._forward: BertForward | None = None
         # Every torch call of this encoder runs on one of its own threads (see _on_encoder_thread).
         self._thread_ids: set[int] = set()

@@ -274,3 +274,16 @@ def test_fast_forward_pass_equals_sentence_transformers_and_caches_queries():
         assert np.allclose(encoder.encode_uncached(texts[:1]), reference[:1], atol=1e-5)
     finally:
         encoder.batch_dtype = None
+
+
+def test_batch_dtype_names_are_checked_and_auto_follows_the_cpu(monkeypatch):
+    from coe_router import embeddings
+
+    assert embeddings.resolve_batch_dtype("float32") is None and embeddings.resolve_batch_dtype(None) is None
+    assert embeddings.resolve_batch_dtype("bfloat16") == "bfloat16"
+    monkeypatch.setattr(embeddings, "cpu_has_amx_bf16", lambda: True)
+    assert embeddings.resolve_batch_dtype("auto") == "bfloat16"
+    monkeypatch.setattr(embeddings, "cpu_has_amx_bf16", lambda: False)
+    assert embeddings.resolve_batch_dtype("auto") is None
+    with pytest.raises(ValueError, match="float16"):
+        embeddings.resolve_batch_dtype("float16")
