@@ -138,3 +138,38 @@ def test_leaderboard_run_on_local_models_is_resumable(local_config_path, tmp_pat
     assert len(lines) == 3 and all(cell in {"0", "1"} for line in lines[1:] for cell in line.split(",")[2:])
     again = subprocess.run(cli, capture_output=True, text=True, timeout=300)
     assert "asked 0, already done 4" in again.stdout
+
+
+def test_coe_serve_streams_a_routed_answer_to_the_openai_client(local_config_path):
+    """`coe serve` as users start it: a separate process on the real default, called with the openai client."""
+    import socket
+    import time
+
+    import httpx
+    import openai
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "coe_router.cli", "serve", "--config", str(local_config_path),
+                               "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert server.poll() is None, server.stderr.read()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "coe serve did not start"
+            time.sleep(0.5)
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
+        with client.chat.completions.with_streaming_response.create(
+                model="coe", stream=True, messages=[{"role": "user", "content": "What is the capital of France?"}]) as reply:
+            assert reply.headers["x-coe-expert"] in {"smollm2", "gemma3"}
+            text = "".join(chunk.choices[0].delta.content or "" for chunk in reply.parse() if chunk.choices)
+        assert text.strip()
+    finally:
+        server.terminate()
+        server.wait(30)
