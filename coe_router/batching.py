@@ -67,6 +67,15 @@ def _encode_unique(encoder: Encoder, texts: list[str]) -> tuple[np.ndarray, list
     return np.asarray(encoder.encode(list(rows)), dtype=np.float32), positions
 
 
+def _check_settings(max_batch: int, max_wait_s: float, workers: int) -> None:
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    if max_wait_s < 0:
+        raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+
+
 class MicroBatcher:
     """asyncio micro-batcher: concurrent `await embed(text)` calls share one `encoder.encode` call per batch.
 
@@ -77,12 +86,7 @@ class MicroBatcher:
 
     def __init__(self, encoder: Encoder, *, max_batch: int = 32, max_wait_s: float = 0.002, workers: int = 1,
                  cache: EmbeddingLRU | None = None, executor: ThreadPoolExecutor | None = None):
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        if max_wait_s < 0:
-            raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+        _check_settings(max_batch, max_wait_s, workers)
         self.encoder = encoder
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -178,12 +182,7 @@ class BatchingEncoder:
 
     def __init__(self, encoder: Encoder, *, max_batch: int = 32, max_wait_s: float = 0.002, workers: int = 1,
                  cache: EmbeddingLRU | None = None):
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-        if max_wait_s < 0:
-            raise ValueError(f"max_wait_s must be >= 0, got {max_wait_s}")
-        if workers < 1:
-            raise ValueError(f"workers must be >= 1, got {workers}")
+        _check_settings(max_batch, max_wait_s, workers)
         self.encoder = encoder
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -214,7 +213,7 @@ class BatchingEncoder:
         if not texts:
             return np.asarray(self.encoder.encode(texts), dtype=np.float32)
         if self.cache is not None:
-            return encode_through_cache(_Direct(self), texts, self.cache)
+            return encode_through_cache(self._submit, texts, self.cache)
         return self._submit(texts)
 
     def _submit(self, texts: list[str]) -> np.ndarray:
@@ -285,13 +284,3 @@ class BatchingEncoder:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class _Direct:
-    """BatchingEncoder's batching path as an Encoder, so the cache sits in front of the batches."""
-
-    def __init__(self, batching: BatchingEncoder):
-        self.batching = batching
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return self.batching._submit(list(texts))

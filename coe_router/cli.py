@@ -114,7 +114,7 @@ def _serve(args: argparse.Namespace) -> int:
     # queries run in bfloat16 where the CPU has AMX (--batch-dtype auto); single queries always in float32.
     sentence_encoder = load_encoder(config.retriever.embedding_package, config.retriever.embedding_path)
     sentence_encoder.batch_dtype = resolve_batch_dtype(args.batch_dtype)
-    encoder = BatchingEncoder(sentence_encoder)
+    encoder = BatchingEncoder(sentence_encoder, workers=sentence_encoder.workers)  # one batch per encoder thread
     app = create_app(build_graph(config, encoder=encoder, progress=True), token_env=args.token_env,
                      max_query_chars=config.limits.max_query_chars)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

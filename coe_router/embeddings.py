@@ -23,7 +23,7 @@ import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -91,15 +91,16 @@ class EmbeddingLRU:
             self.hits = self.misses = 0
 
 
-def encode_through_cache(encoder: Encoder, texts: Sequence[str], cache: EmbeddingLRU | None) -> np.ndarray:
-    """`encoder.encode(texts)`, encoding only the texts `cache` does not hold (each distinct text once)."""
+def encode_through_cache(encode: Callable[[list[str]], np.ndarray], texts: Sequence[str],
+                         cache: EmbeddingLRU | None) -> np.ndarray:
+    """`encode(texts)`, encoding only the texts `cache` does not hold (each distinct text once)."""
     texts = list(texts)
     if cache is None or not texts:
-        return np.asarray(encoder.encode(texts), dtype=np.float32)
+        return np.asarray(encode(texts), dtype=np.float32)
     found = [cache.get(text) for text in texts]
     missing = list(dict.fromkeys(text for text, vector in zip(texts, found) if vector is None))
     if missing:
-        fresh = np.asarray(encoder.encode(missing), dtype=np.float32)
+        fresh = np.asarray(encode(missing), dtype=np.float32)
         by_text = dict(zip(missing, fresh))
         for text, vector in by_text.items():
             cache.put(text, vector)
@@ -225,7 +226,7 @@ class SentenceEncoder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         if 0 < len(texts) <= self.cache_max_texts and self.cache.maxsize:
-            return encode_through_cache(_Uncached(self), texts, self.cache)
+            return encode_through_cache(self.encode_uncached, texts, self.cache)
         return self.encode_uncached(texts)
 
     def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
@@ -286,14 +287,6 @@ class SentenceEncoder:
                 out = np.empty((len(ids), vectors.shape[1]), dtype=np.float32)
             out[rows] = vectors
         return out
-
-
-class _Uncached:
-    def __init__(self, encoder: SentenceEncoder):
-        self.encoder = encoder
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return self.encoder.encode_uncached(texts)
 
 
 @functools.lru_cache(maxsize=4)

@@ -83,13 +83,13 @@ def test_lru_of_size_zero_stores_nothing():
 
 def test_encode_through_cache_encodes_only_missing_texts_once_each():
     encoder, cache = RecordingEncoder(), EmbeddingLRU()
-    first = encode_through_cache(encoder, ["x y", "z", "x y"], cache)
+    first = encode_through_cache(encoder.encode, ["x y", "z", "x y"], cache)
     assert encoder.batches == [["x y", "z"]]
     assert np.allclose(first, np.stack([expected("x y"), expected("z"), expected("x y")]))
-    second = encode_through_cache(encoder, ["z", "new words"], cache)
+    second = encode_through_cache(encoder.encode, ["z", "new words"], cache)
     assert encoder.batches[-1] == ["new words"]
     assert np.allclose(second, np.stack([expected("z"), expected("new words")]))
-    assert encode_through_cache(encoder, ["z"], cache).shape == (1, encoder.dim)
+    assert encode_through_cache(encoder.encode, ["z"], cache).shape == (1, encoder.dim)
     assert len(encoder.batches) == 2  # served from the cache
 
 
