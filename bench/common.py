@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,15 +12,17 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from coe_router.jsonl import read_jsonl
+
 REPO = Path(__file__).resolve().parent.parent
 
 
 def _mmlu_pro_dir() -> Path:
-    """$COE_BENCH_DATA, else mmlu-pro-model-outputs in the data folder `coe eval report` finds ($COE_DATA_DIR or
+    """$COE_BENCH_DATA, else mmlu-pro-model-outputs in the data folder `python -m reports` finds ($COE_DATA_DIR or
     shared/data next to the repository)."""
     if os.environ.get("COE_BENCH_DATA"):
         return Path(os.environ["COE_BENCH_DATA"])
-    from coe_router.results import find_data_dir
+    from reports.main import find_data_dir
 
     try:
         return find_data_dir() / "mmlu-pro-model-outputs"
@@ -106,13 +107,7 @@ class Data:
 
 
 def read_questions(path: Path = DATA / "questions.jsonl") -> list[Question]:
-    out = []
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if line.strip():
-                row = json.loads(line)
-                out.append(Question(str(row["question_id"]), str(row["category"]), row["question"]))
-    return out
+    return [Question(str(row["question_id"]), str(row["category"]), row["question"]) for _, row in read_jsonl(path)]
 
 
 def cached_vectors(texts: list[str], encoder, model_path: Path, progress: bool = True) -> np.ndarray:
@@ -146,7 +141,7 @@ def cached_vectors(texts: list[str], encoder, model_path: Path, progress: bool =
 
 def load_data(encoder, model_path: Path, n_train: int, seed: int = 0, progress: bool = True) -> Data:
     from coe_router.config import load_config
-    from coe_router.splits import stratified_split
+    from coe_router.evaluation.splits import stratified_split
 
     questions = read_questions()
     categories = np.array([q.task for q in questions], dtype=object)
@@ -174,8 +169,8 @@ def fill_collection(collection, data: Data, rows: np.ndarray, batch: int = 4000)
 
 def make_pool(config, tasks: Sequence[str], models: dict):
     """The configured experts (configs/local.yaml) over `models`, every task ranked [gemma3, smollm2]."""
-    from coe_router.pool import ExpertPool
-    from coe_router.task_map import TaskMap
+    from coe_router.routing.pool import ExpertPool
+    from coe_router.routing.task_map import TaskMap
 
     task_map = TaskMap(ranking={task: ["gemma3", "smollm2"] for task in tasks}, default_expert="gemma3")
     return ExpertPool(config.experts, models, task_map)

@@ -14,15 +14,15 @@ from .common import DATA, REPO, now
 def leaderboard_time(repeats: int = 5) -> dict:
     correctness, questions = DATA / "correctness.csv", DATA / "questions.jsonl"
     try:
-        from coe_router.leaderboard import build_leaderboard
-        from coe_router.outcomes import read_outcomes
+        from coe_router.evaluation.leaderboard import build_leaderboard
+        from coe_router.evaluation.outcomes import read_outcomes
     except ImportError as exc:
-        return {**_numpy_leaderboard(correctness, repeats), "note": f"coe_router.leaderboard unavailable ({exc})"}
+        return {**_numpy_leaderboard(correctness, repeats), "note": f"coe_router.evaluation.leaderboard unavailable ({exc})"}
     read_t, build_t = [], []
     for _ in range(repeats):
         start = now(); outcomes = read_outcomes(correctness, questions); read_t.append(now() - start)
         start = now(); board = build_leaderboard(outcomes); build_t.append(now() - start)
-    return {"source": "coe_router.leaderboard.build_leaderboard", "questions": int(outcomes.n),
+    return {"source": "coe_router.evaluation.leaderboard.build_leaderboard", "questions": int(outcomes.n),
             "models": len(outcomes.models), "tasks": len(board.ranking),
             "read_ms_p50": round(float(np.median(read_t)) * 1000, 1),
             "build_ms_p50": round(float(np.median(build_t)) * 1000, 1)}

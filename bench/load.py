@@ -27,9 +27,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from coe_router import build_graph, load_config  # noqa: E402
-from coe_router.example_store import ExampleStore, chroma_collection, read_examples  # noqa: E402
-from coe_router.embeddings import load_encoder  # noqa: E402
-from coe_router.server import create_app  # noqa: E402
+from coe_router.retrieval.encoder import load_encoder  # noqa: E402
+from coe_router.retrieval.store import ExampleStore, chroma_collection, read_examples  # noqa: E402
+from coe_router.serve.app import create_app  # noqa: E402
 from tests.fakes import ScriptedChat  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "configs" / "local-examples.jsonl"

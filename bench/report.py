@@ -23,7 +23,7 @@ def targets(r: dict) -> list[dict]:
                     "met": knn["ratio_to_floor_p50"] <= 1.3})
     tp = r.get("throughput")
     if tp:
-        from coe_router.embeddings import cpu_has_amx_bf16
+        from coe_router.retrieval.encoder import cpu_has_amx_bf16
 
         bf16 = tp.get("microbatch_bf16", {}).get("ratio_to_sequential")
         serve_uses_bf16 = bf16 is not None and cpu_has_amx_bf16()  # `coe serve --batch-dtype auto`

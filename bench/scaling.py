@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coe_router.example_store import ExampleStore, _Mirror
+from coe_router.retrieval.store import ExampleStore, _Mirror
 
 from .common import Data, now, quiet_gc, summary
 

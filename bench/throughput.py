@@ -12,7 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from coe_router.batching import BatchingEncoder, MicroBatcher
+from bench.microbatcher import MicroBatcher
+from coe_router.retrieval.batching import BatchingEncoder
 
 from .common import Data, make_router, make_vector_router, now
 

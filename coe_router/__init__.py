@@ -6,9 +6,9 @@
     result["answer"], result["decision"].expert
 """
 
-from .builder import build_graph, task_map_from_config
-from .config import ConfigError, RouterConfig, load_config
-from .schema import RetrievedExample, Route, RoutingDecision, TaskDecision
+from coe_router.builder import build_graph, task_map_from_config
+from coe_router.config import ConfigError, RouterConfig, load_config
+from coe_router.schema import RetrievedExample, Route, RoutingDecision, TaskDecision
 
 __all__ = [
     "ConfigError",

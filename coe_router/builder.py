@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
+from coe_router.config import ConfigError, RouterConfig, load_config
 from coe_router.graphs.two_stage import build_two_stage_graph
-
-from .classifiers import TaskClassifier, build_classifier
-from .config import ConfigError, RouterConfig, load_config
-from .embeddings import Encoder, load_encoder
-from .example_store import ExampleStore, chroma_collection, read_examples
-from .models import build_models, used_models
-from .pool import ExpertPool
-from .task_map import task_map_from_config
+from coe_router.models.factory import build_models, used_models
+from coe_router.retrieval.encoder import Encoder, load_encoder
+from coe_router.retrieval.store import ExampleStore, chroma_client, chroma_collection, read_examples
+from coe_router.routing.classifiers import TaskClassifier, build_classifier
+from coe_router.routing.pool import ExpertPool
+from coe_router.routing.task_map import task_map_from_config
 
 
 def needs_examples(config: RouterConfig) -> bool:
@@ -22,11 +22,13 @@ def needs_examples(config: RouterConfig) -> bool:
     return kind in ("knn", "hybrid") or (kind == "llm" and config.classifier.use_examples)
 
 
-def open_example_store(config: RouterConfig, encoder: Encoder | None = None, progress: bool = False) -> ExampleStore:
+def open_example_store(config: RouterConfig, encoder: Encoder | Embeddings | None = None,
+                       progress: bool = False) -> ExampleStore:
     """The config's persistent collection; filled from `retriever.examples` when it holds fewer examples."""
     spec = config.retriever
     encoder = encoder or load_encoder(spec.embedding_package, spec.embedding_path)
-    store = ExampleStore(chroma_collection(spec.collection, config.resolve_path(spec.persist_dir)), encoder)
+    client = chroma_client(config.resolve_path(spec.persist_dir))
+    store = ExampleStore(chroma_collection(spec.collection, None, client), encoder, client=client)
     if spec.examples:
         path = config.resolve_path(spec.examples)
         if not path.exists():
@@ -62,7 +64,7 @@ def build_graph(
     *,
     models: dict[str, BaseChatModel] | None = None,
     store: ExampleStore | None = None,
-    encoder: Encoder | None = None,
+    encoder: Encoder | Embeddings | None = None,
     classifier: TaskClassifier | None = None,
     checkpointer=None,
     progress: bool = False,
@@ -70,7 +72,8 @@ def build_graph(
     """Compile the router for a config (a RouterConfig, a YAML path, or None for the embedded local default).
 
     Anything not injected is built from the config: chat models (llama.cpp or OpenAI-compatible), the MiniLM
-    encoder, the Chroma example store (indexed on first use) and the classifier.
+    encoder (or pass any LangChain `Embeddings` as `encoder`), the Chroma example store (indexed on first use)
+    and the classifier.
     """
     if not isinstance(config, RouterConfig):
         config = load_config(config)
@@ -105,8 +108,7 @@ def build_graph(
     if config.mode == "single":
         return single
     from coe_router.graphs.planning import build_planning_graph
-
-    from .planning import Planner
+    from coe_router.routing.plans import Planner
 
     planner = Planner(models[config.planner.model], config.tasks, config.planner.max_steps, auto=config.mode == "auto")
     return build_planning_graph(planner=planner, step_graph=single, synthesizer=synthesizer,

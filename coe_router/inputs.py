@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-DEFAULT_MAX_QUERY_CHARS = 20_000
+from coe_router.defaults import MAX_QUERY_CHARS
 
 
 class InvalidQueryError(ValueError):
     """A query the router refuses: empty, too long, or not text."""
 
 
-def check_query(query: object, max_chars: int = DEFAULT_MAX_QUERY_CHARS) -> str:
+def check_query(query: object, max_chars: int = MAX_QUERY_CHARS) -> str:
     if isinstance(query, bytes):
         try:
             query = query.decode("utf-8")

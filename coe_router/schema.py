@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from .config import UNKNOWN_TASK
+from coe_router.defaults import UNKNOWN_TASK
 
 
 class LabelledExample(BaseModel):

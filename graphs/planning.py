@@ -11,10 +11,11 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 
+from coe_router.defaults import MAX_QUERY_CHARS
 from coe_router.nodes.planner import make_planner_node
 from coe_router.nodes.step import make_step_node
 from coe_router.nodes.synthesizer import make_synthesizer_node
-from coe_router.planning import Planner
+from coe_router.routing.plans import Planner
 
 from .state import InputState, PlanOutputState, PlanState
 
@@ -24,7 +25,7 @@ def next_step(state: PlanState) -> Literal["step", "synthesizer"]:
 
 
 def build_planning_graph(*, planner: Planner, step_graph, synthesizer: BaseChatModel | None = None,
-                         max_query_chars: int = 20_000, checkpointer=None, name: str = "coe-plan"):
+                         max_query_chars: int = MAX_QUERY_CHARS, checkpointer=None, name: str = "coe-plan"):
     builder = StateGraph(PlanState, input_schema=InputState, output_schema=PlanOutputState)
     builder.add_node("planner", make_planner_node(planner, max_query_chars))
     builder.add_node("step", make_step_node(step_graph))

@@ -12,8 +12,7 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from coe_router.classifiers import TaskClassifier
-from coe_router.example_store import ExampleStore
+from coe_router.defaults import MAX_QUERY_CHARS
 from coe_router.nodes import (
     make_aggregator_node,
     make_classifier_node,
@@ -22,7 +21,9 @@ from coe_router.nodes import (
     make_retriever_node,
     make_router_node,
 )
-from coe_router.pool import ExpertPool
+from coe_router.retrieval.store import ExampleStore
+from coe_router.routing.classifiers import TaskClassifier
+from coe_router.routing.pool import ExpertPool
 
 from .state import InputState, OutputState, RouterState
 
@@ -43,7 +44,7 @@ def build_two_stage_graph(
     store: ExampleStore | None,
     tasks: list[str] | None = None,
     k: int = 5,
-    max_query_chars: int = 20_000,
+    max_query_chars: int = MAX_QUERY_CHARS,
     review_unknown: bool = False,
     fanout: int = 1,
     synthesizer: BaseChatModel | None = None,

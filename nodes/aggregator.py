@@ -45,7 +45,7 @@ def make_aggregator_node(synthesizer: BaseChatModel | None) -> Callable[[RouterS
             reply = synthesizer.invoke([HumanMessage(prompt)], config={
                 "run_name": "aggregator", "tags": ["coe:aggregator"], "metadata": {"role": "aggregator"}})
             winner, choice, how = answered[0], None, "refine"
-            text = reply.text if hasattr(reply, "text") else str(reply.content)
+            text = reply.text
         else:
             winner, text, choice, how = answered[0], answered[0].answer, None, "best-ranked answer"
         final = decision.model_copy(update={

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from coe_router.classifiers import TaskClassifier
-from coe_router.config import UNKNOWN_TASK
+from coe_router.defaults import UNKNOWN_TASK
 from coe_router.graphs.state import RouterState
+from coe_router.routing.classifiers import TaskClassifier
 from coe_router.schema import TaskDecision
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from coe_router.experts import ask_expert, with_context
 from coe_router.graphs.state import RouterState
-from coe_router.pool import ExpertPool
+from coe_router.routing.expert_call import ask_expert, with_context
+from coe_router.routing.pool import ExpertPool
 
 
 class ExpertsFailedError(RuntimeError):

@@ -6,7 +6,7 @@ from typing import Callable
 
 from coe_router.graphs.state import PlanState
 from coe_router.inputs import check_query
-from coe_router.planning import Planner
+from coe_router.routing.plans import Planner
 
 
 def make_planner_node(planner: Planner, max_query_chars: int) -> Callable[[PlanState], dict]:

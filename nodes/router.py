@@ -10,11 +10,11 @@ from typing import Callable
 
 from langgraph.types import interrupt
 
-from coe_router.config import UNKNOWN_TASK
+from coe_router.defaults import UNKNOWN_TASK
 from coe_router.graphs.state import RouterState
-from coe_router.pool import ExpertPool
+from coe_router.routing.pool import ExpertPool
+from coe_router.routing.task_map import TaskMap
 from coe_router.schema import Route, RoutingDecision, TaskDecision
-from coe_router.task_map import TaskMap
 
 
 def _human_review(task_map: TaskMap, state: RouterState, task: TaskDecision) -> tuple[TaskDecision, Route]:

@@ -23,7 +23,7 @@ def make_synthesizer_node(model: BaseChatModel | None) -> Callable[[PlanState], 
             [HumanMessage(format_synthesizer_prompt(state["query"], [(s.text, s.output) for s in steps]))],
             config={"run_name": "synthesizer", "tags": ["coe:synthesizer"], "metadata": {"role": "synthesizer"}},
         )
-        text = reply.text if hasattr(reply, "text") else str(reply.content)
+        text = reply.text
         return {"answer": text.strip() or steps[-1].output, "choice": None}
 
     return synthesizer

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from coe_router.config import UNKNOWN_TASK
+from coe_router.defaults import UNKNOWN_TASK
 
 from .expert import format_options
 

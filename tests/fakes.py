@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -28,6 +30,35 @@ class BagOfWordsEncoder:
             norm = np.linalg.norm(out[row])
             out[row] = out[row] / norm if norm else out[row]
         return out
+
+
+class RecordingEncoder(BagOfWordsEncoder):
+    """BagOfWordsEncoder that records each call's texts, can be slow, can fail, and tracks concurrent calls."""
+
+    def __init__(self, delay: float = 0.0, fail: bool = False):
+        super().__init__()
+        self.delay = delay
+        self.fail = fail
+        self.batches: list[list[str]] = []
+        self.active = 0
+        self.max_active = 0
+        self._lock = threading.Lock()
+
+    def encode(self, texts):
+        with self._lock:
+            self.batches.append(list(texts))
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            if self.fail:
+                raise RuntimeError("encoder down")
+            return super().encode(texts)
+        finally:
+            with self._lock:
+                self.active -= 1
+
 
 
 class ScriptedChat(BaseChatModel):
@@ -61,18 +92,23 @@ class FailingChat(BaseChatModel):
 
 
 class FakeScorer:
-    """Stands in for a LocalLlama: scores continuations by a given table (prompt-independent)."""
+    """Stands in for a local model's likelihoods: scores continuations by a given table (prompt-independent)."""
 
     def __init__(self, table: dict[str, float]):
         self.table = table
         self.prompts: list[str] = []
+        self.configs: list[dict] = []
 
-    def score(self, prompt: str, continuations: Sequence[str]) -> list[tuple[float, int]]:
+    def score(self, prompt: str, continuations: Sequence[str], config: dict | None = None) -> list[tuple[float, int]]:
         self.prompts.append(prompt)
+        self.configs.append(config or {})
         return [(self.table.get(c.removesuffix(" ***"), -10.0), 1) for c in continuations]
 
 
 class LocalFakeChat(ScriptedChat):
-    """A chat model with a `.local` scorer, the way LlamaCppChat exposes its llama.cpp model."""
+    """A chat model that is a LikelihoodScorer (as LlamaCppChat is), scoring through a FakeScorer table."""
 
     local: Any = None
+
+    def score_continuations(self, prompt: str, continuations: Sequence[str], *, config=None) -> list[tuple[float, int]]:
+        return self.local.score(prompt, continuations, config)

@@ -56,8 +56,8 @@ def test_open_question_gets_generated_text(graph):
 
 def test_local_llm_classifier_scores_labels(local_config_path):
     """Prompt 3 on SmolLM2 by label likelihood: a real probability over every task."""
-    from coe_router.classifiers import LlmClassifier
-    from coe_router.models import build_models
+    from coe_router.models.factory import build_models
+    from coe_router.routing.classifiers import LlmClassifier
 
     config = load_config(local_config_path)
     model = build_models(config, {"smollm2-135m"})["smollm2-135m"]
@@ -75,7 +75,7 @@ def test_index_is_persistent_and_reindexing_is_idempotent(local_config_path, tmp
     assert first == 150
     questions = tmp_path / "extra.jsonl"
     questions.write_text(json.dumps({"question_id": "x1", "category": "math", "question": "What is 2 + 2?"}) + "\n")
-    cli = [sys.executable, "-m", "coe_router.cli", "index", "build", "--questions", str(questions),
+    cli = [sys.executable, "-m", "coe_router.cli.main", "index", "build", "--questions", str(questions),
            "--config", str(local_config_path)]
     for _ in range(2):
         done = subprocess.run(cli, capture_output=True, text=True, timeout=300)
@@ -86,7 +86,7 @@ def test_index_is_persistent_and_reindexing_is_idempotent(local_config_path, tmp
 def test_cli_ask_json_offline(local_config_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "NO_PROXY": "*", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"}
     done = subprocess.run(
-        [sys.executable, "-m", "coe_router.cli", "ask", "Name the enzyme that unwinds DNA during replication.",
+        [sys.executable, "-m", "coe_router.cli.main", "ask", "Name the enzyme that unwinds DNA during replication.",
          "--config", str(local_config_path), "--json"],
         capture_output=True, text=True, timeout=300, env=env,
     )
@@ -102,7 +102,7 @@ def test_cli_ask_json_offline(local_config_path):
 def test_cli_reports_bad_config_clearly(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: {}\ntasks: {math: x}\nexperts: {e: {model: ghost}}\ntask_map: {math: e}\n")
-    done = subprocess.run([sys.executable, "-m", "coe_router.cli", "ask", "hi", "--config", str(bad)],
+    done = subprocess.run([sys.executable, "-m", "coe_router.cli.main", "ask", "hi", "--config", str(bad)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert "experts.e.model" in done.stderr and str(bad) in done.stderr
@@ -128,7 +128,7 @@ def test_leaderboard_run_on_local_models_is_resumable(local_config_path, tmp_pat
              "options": [str(2 * i), str(2 * i + 1), str(2 * i + 2)], "answer": "A"} for i in range(1, 3)]
     questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "outcomes.csv"
-    cli = [sys.executable, "-m", "coe_router.cli", "leaderboard", "run", "--questions", str(questions),
+    cli = [sys.executable, "-m", "coe_router.cli.main", "leaderboard", "run", "--questions", str(questions),
            "--config", str(local_config_path), "--out", str(out)]
     first = subprocess.run(cli, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
@@ -151,7 +151,7 @@ def test_coe_serve_streams_a_routed_answer_to_the_openai_client(local_config_pat
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "coe_router.cli", "serve", "--config", str(local_config_path),
+    server = subprocess.Popen([sys.executable, "-m", "coe_router.cli.main", "serve", "--config", str(local_config_path),
                                "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from coe_router import load_config
-from coe_router.example_store import ExampleStore, chroma_collection
+from coe_router.retrieval.store import ExampleStore, chroma_collection
 from coe_router.schema import LabelledExample
 from tests.fakes import BagOfWordsEncoder
 

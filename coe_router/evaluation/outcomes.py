@@ -1,0 +1,282 @@
+"""Recorded outcomes of a benchmark: which model got which question right, read from questions.jsonl + correctness.csv.
+
+Everything the leaderboard and the replay evaluation compute is a function of one matrix `scores[question, model]`
+(1/0, or a fractional score such as an F1; NaN where a model was not evaluated) plus the question texts and task
+labels. Keeping that matrix in one typed value means no module re-parses files or re-joins ids on its own.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterable, Literal, Sequence
+
+import numpy as np
+
+from coe_router.jsonl import JsonlError, read_jsonl, require
+
+MissingPolicy = Literal["drop", "zero"]
+"""What a missing cell (model not evaluated on a question) means.
+
+`drop`: keep only questions every model of the pool answered, so all models are compared on the same questions
+(the default; it matches how MMLU-Pro figures over several models are usually reported).
+`zero`: count the missing answer as wrong, as if the model had failed to answer.
+"""
+
+
+class OutcomesFileError(JsonlError):
+    """A questions.jsonl / correctness.csv that cannot be read; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    """Questions (rows) x models (columns) with their recorded scores.
+
+    `scores` is float: 1/0 for correctness, fractions for graded metrics, NaN where the model was not evaluated.
+    `questions` may be empty strings when only the correctness table was read (the leaderboard needs no text).
+    `flags` holds optional per-question booleans (e.g. LLMRouter's `also_in_train`) that survive subsetting.
+    """
+
+    ids: list[str]
+    categories: np.ndarray
+    questions: list[str]
+    models: list[str]
+    scores: np.ndarray
+    options: list[list[str] | None] = field(default_factory=list)
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if self.scores.shape != (n, len(self.models)):
+            raise ValueError(f"scores has shape {self.scores.shape}, expected {(n, len(self.models))}")
+        if len(self.categories) != n or len(self.questions) != n:
+            raise ValueError("ids, categories and questions must have the same length")
+        if self.options and len(self.options) != n:
+            raise ValueError("options must be empty or one entry per question")
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def tasks(self) -> list[str]:
+        """Task labels in first-seen order (stable across runs, unlike a set)."""
+        return list(dict.fromkeys(self.categories.tolist()))
+
+    def take(self, rows: np.ndarray | Sequence[int]) -> "Outcomes":
+        """The questions at `rows` (indices or a boolean mask), in that order."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            rows = np.flatnonzero(rows)
+        return replace(
+            self,
+            ids=[self.ids[i] for i in rows],
+            categories=self.categories[rows],
+            questions=[self.questions[i] for i in rows],
+            scores=self.scores[rows],
+            options=[self.options[i] for i in rows] if self.options else [],
+            flags={name: values[rows] for name, values in self.flags.items()},
+        )
+
+    def select_models(self, names: Iterable[str]) -> "Outcomes":
+        """Only the named models (in the given order); unknown names are an error, not silently dropped."""
+        names = list(names)
+        unknown = [name for name in names if name not in self.models]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; the outcomes have {self.models}")
+        columns = [self.models.index(name) for name in names]
+        return replace(self, models=names, scores=self.scores[:, columns])
+
+    def complete_mask(self) -> np.ndarray:
+        """Questions every model of the pool was evaluated on."""
+        return ~np.isnan(self.scores).any(axis=1)
+
+    def resolve_missing(self, policy: MissingPolicy = "drop") -> "Outcomes":
+        """Apply the missing-cell policy (see MissingPolicy) so downstream math never meets a NaN."""
+        if policy == "drop":
+            return self.take(self.complete_mask())
+        if policy == "zero":
+            return replace(self, scores=np.nan_to_num(self.scores, nan=0.0))
+        raise ValueError(f"unknown missing policy {policy!r} (drop, zero)")
+
+
+def _read_question_rows(path: Path) -> dict[str, dict]:
+    rows: dict[str, dict] = {}
+    for number, row in read_jsonl(path):
+        require(row, ("question_id", "category", "question"), path, number, OutcomesFileError)
+        rows[str(row["question_id"])] = row
+    return rows
+
+
+def _parse_score(value: str, path: Path, number: int, column: str) -> float:
+    value = value.strip()
+    if value == "":
+        return float("nan")
+    try:
+        score = float(value)
+    except ValueError:
+        raise OutcomesFileError(f"{path}:{number}: column {column!r}: expected 1, 0, a score or empty, got {value!r}") from None
+    if not 0.0 <= score <= 1.0:
+        raise OutcomesFileError(f"{path}:{number}: column {column!r}: score {score} is outside [0, 1]")
+    return score
+
+
+def read_outcomes(outcomes_path: str | Path, questions_path: str | Path | None = None) -> Outcomes:
+    """Read correctness.csv (`question_id,category,<model>...`), joined with questions.jsonl when given.
+
+    With questions, only ids present in both files are kept (a split's questions file may hold fewer rows), and
+    a category that disagrees between the two files is an error: it would silently corrupt every per-task figure.
+    """
+    outcomes_path = Path(outcomes_path)
+    questions = _read_question_rows(Path(questions_path)) if questions_path is not None else None
+    with outcomes_path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise OutcomesFileError(f"{outcomes_path}: empty file") from None
+        if header[:2] != ["question_id", "category"] or len(header) < 3:
+            raise OutcomesFileError(f"{outcomes_path}:1: header must be question_id,category,<model>,... got {header[:3]}")
+        models = header[2:]
+        ids, categories, texts, options, rows = [], [], [], [], []
+        for number, record in enumerate(reader, start=2):
+            if not record:
+                continue
+            if len(record) != len(header):
+                raise OutcomesFileError(f"{outcomes_path}:{number}: {len(record)} fields, header has {len(header)}")
+            key, category = record[0], record[1]
+            text, choices = "", None
+            if questions is not None:
+                question = questions.get(key)
+                if question is None:
+                    continue
+                if str(question["category"]) != category:
+                    raise OutcomesFileError(
+                        f"{outcomes_path}:{number}: question {key} is {category!r} here but "
+                        f"{question['category']!r} in {questions_path}"
+                    )
+                text, choices = str(question["question"]), question.get("options")
+            ids.append(key)
+            categories.append(category)
+            texts.append(text)
+            options.append(list(choices) if choices else None)
+            rows.append([_parse_score(v, outcomes_path, number, m) for v, m in zip(record[2:], models)])
+    if not ids:
+        where = f" that also appear in {questions_path}" if questions is not None else ""
+        raise OutcomesFileError(f"{outcomes_path}: no outcome rows{where}")
+    return Outcomes(
+        ids=ids,
+        categories=np.array(categories, dtype=object),
+        questions=texts,
+        models=models,
+        scores=np.array(rows, dtype=float),
+        options=options if questions is not None else [],
+    )
+
+
+def read_questions(path: str | Path) -> Outcomes:
+    """Labelled questions alone (no outcomes: zero model columns), for classifier evaluation."""
+    rows = _read_question_rows(Path(path))
+    if not rows:
+        raise OutcomesFileError(f"{path}: no questions")
+    return Outcomes(
+        ids=list(rows),
+        categories=np.array([str(r["category"]) for r in rows.values()], dtype=object),
+        questions=[str(r["question"]) for r in rows.values()],
+        models=[],
+        scores=np.zeros((len(rows), 0)),
+        options=[list(r["options"]) if r.get("options") else None for r in rows.values()],
+    )
+
+
+def write_outcomes(outcomes: Outcomes, questions_path: str | Path, outcomes_path: str | Path) -> None:
+    """Write the pair of files `read_outcomes` reads (used by the split and the LLMRouter import)."""
+    questions_path, outcomes_path = Path(questions_path), Path(outcomes_path)
+    questions_path.parent.mkdir(parents=True, exist_ok=True)
+    outcomes_path.parent.mkdir(parents=True, exist_ok=True)
+    with questions_path.open("w", encoding="utf-8") as out:
+        for i, key in enumerate(outcomes.ids):
+            row: dict = {"question_id": key, "category": str(outcomes.categories[i]), "question": outcomes.questions[i]}
+            if outcomes.options and outcomes.options[i]:
+                row["options"] = outcomes.options[i]
+            for name, values in outcomes.flags.items():
+                row[name] = bool(values[i])
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with outcomes_path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["question_id", "category", *outcomes.models])
+        for i, key in enumerate(outcomes.ids):
+            writer.writerow([key, outcomes.categories[i], *(_format_score(v) for v in outcomes.scores[i])])
+
+
+def _format_score(value: float) -> str:
+    if np.isnan(value):
+        return ""
+    return str(int(value)) if value in (0.0, 1.0) else f"{value:.6g}"
+
+
+def read_prices(path: str | Path) -> dict[str, float]:
+    """Model -> price per 1M tokens, from JSON or CSV.
+
+    JSON: `{model: price}`, `{model: {price_per_1m_tokens: p}}` or LLMRouter's `{model: {input_price, output_price}}`
+    (their mean: the data has no token counts, so input and output weigh the same). CSV: `model,price` header.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    prices: dict[str, float] = {}
+    if path.suffix.lower() == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        fields = reader.fieldnames or []
+        price_field = next((f for f in fields if f.lower() in ("price", "price_per_1m_tokens", "usd_per_1m")), None)
+        if "model" not in fields or price_field is None:
+            raise OutcomesFileError(f"{path}: a prices CSV needs the columns `model,price`, got {fields}")
+        for row in reader:
+            prices[row["model"]] = float(row[price_field])
+        return prices
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OutcomesFileError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise OutcomesFileError(f"{path}: expected a JSON object of model -> price")
+    for model, value in data.items():
+        if isinstance(value, (int, float)):
+            prices[model] = float(value)
+        elif isinstance(value, dict) and "price_per_1m_tokens" in value:
+            prices[model] = float(value["price_per_1m_tokens"])
+        elif isinstance(value, dict) and "input_price" in value and "output_price" in value:
+            prices[model] = (float(value["input_price"]) + float(value["output_price"])) / 2
+        else:
+            raise OutcomesFileError(f"{path}: no price for {model!r} (a number, price_per_1m_tokens, or input_price+output_price)")
+    return prices
+
+
+def read_llmrouter_scores(path: str | Path) -> dict[str, Outcomes]:
+    """LLMRouter's scores_with_task.jsonl as one Outcomes per split (`train`, `test`), tasks from `task_name`.
+
+    Ids are `<split>-<line>` since the data has none; `also_in_train` becomes a flag so a report can show the
+    figures with and without the test queries that were also seen in training.
+    """
+    path = Path(path)
+    by_split: dict[str, list[dict]] = {}
+    for number, row in read_jsonl(path):
+        require(row, ("split", "query", "task_name", "scores"), path, number, OutcomesFileError)
+        row["_line"] = number
+        by_split.setdefault(row["split"], []).append(row)
+    if not by_split:
+        raise OutcomesFileError(f"{path}: no rows")
+    models = sorted(next(iter(by_split.values()))[0]["scores"])
+    result = {}
+    for split, rows in by_split.items():
+        result[split] = Outcomes(
+            ids=[f"{split}-{row['_line']}" for row in rows],
+            categories=np.array([row["task_name"] for row in rows], dtype=object),
+            questions=[row["query"] for row in rows],
+            models=models,
+            scores=np.array([[float(row["scores"].get(m, np.nan)) for m in models] for row in rows], dtype=float),
+            options=[row.get("choices") if isinstance(row.get("choices"), list) else None for row in rows],
+            flags={"also_in_train": np.array([bool(row.get("also_in_train")) for row in rows])},
+        )
+    return result

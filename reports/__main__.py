@@ -1,0 +1,7 @@
+"""`python -m reports [--out docs/RESULTS.md] [--data ../shared/data] [--seeds 5] [--no-ablation]`."""
+
+import sys
+
+from reports.main import main
+
+sys.exit(main())

@@ -1,0 +1,52 @@
+"""Checkpoints and human review of "unknown" queries: the run pauses, a person picks, it resumes from the checkpoint."""
+
+import pytest
+from langgraph.types import Command
+
+from coe_router import ConfigError, build_graph, load_config
+from tests.fakes import ScriptedChat
+from tests.unit.conftest import write_config
+
+
+def models():
+    return {name: ScriptedChat(reply=lambda p, n=name: f"answer from {n}", seen=[])
+            for name in ("math-model", "code-model", "general-model")}
+
+
+def review_config(tmp_path, checkpointer="sqlite"):
+    return load_config(write_config(tmp_path, persistence={
+        "checkpointer": checkpointer, "path": str(tmp_path / "ckpt.sqlite"), "review_unknown": True}))
+
+
+def test_review_needs_a_checkpointer(tmp_path):
+    with pytest.raises(ConfigError, match="persistence.review_unknown"):
+        load_config(write_config(tmp_path, persistence={"review_unknown": True}))
+
+
+def test_unknown_query_waits_for_review_then_resumes_with_a_task(tmp_path, store):
+    graph = build_graph(review_config(tmp_path), models=models(), store=store)
+    thread = {"configurable": {"thread_id": "t-1"}}
+    paused = graph.invoke({"query": "zzz qqq"}, thread)
+    request = paused["__interrupt__"][0].value
+    assert request["query"] == "zzz qqq" and "code" in request["tasks"] and "coder" in request["experts"]
+
+    # A new process would rebuild the graph on the same SQLite file and resume the same thread.
+    resumed = build_graph(review_config(tmp_path), models=models(), store=store).invoke(
+        Command(resume={"task": "code"}), thread)
+    assert resumed["decision"].task == "code" and resumed["decision"].expert == "coder"
+    assert resumed["decision"].classifier == "knn+review"
+    assert resumed["answer"] == "answer from code-model"
+
+
+def test_review_can_pick_an_expert_directly(tmp_path, store):
+    graph = build_graph(review_config(tmp_path, "memory"), models=models(), store=store)
+    thread = {"configurable": {"thread_id": "t-2"}}
+    graph.invoke({"query": "zzz qqq"}, thread)
+    result = graph.invoke(Command(resume={"expert": "mathematician"}), thread)
+    assert result["decision"].expert == "mathematician"
+
+
+def test_known_tasks_are_not_paused(tmp_path, store):
+    graph = build_graph(review_config(tmp_path), models=models(), store=store)
+    result = graph.invoke({"query": "write a python function"}, {"configurable": {"thread_id": "t-3"}})
+    assert "__interrupt__" not in result and result["decision"].expert == "coder"
