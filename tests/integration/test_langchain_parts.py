@@ -3,6 +3,7 @@ as a langchain-chroma `VectorStore`, local likelihood scoring as traced LLM runs
 
 import numpy as np
 import pytest
+from langchain_core.runnables import RunnableLambda
 from langchain_core.tracers.base import BaseTracer
 from pydantic import BaseModel
 
@@ -54,12 +55,11 @@ def test_local_label_scoring_is_a_likelihood_scorer_and_shows_in_traces(local_co
     model = build_models(config, {"smollm2-135m"})["smollm2-135m"]
     assert isinstance(model, LikelihoodScorer) and likelihood_scorer(model) is model
     collector = RunCollector()
-    decision = LlmClassifier(config.tasks, model, use_examples=False).__call__  # noqa: PLC2801
-    from langchain_core.runnables import RunnableLambda
-
-    RunnableLambda(lambda q: decision(q, None, []), name="classify").invoke(
+    classify = LlmClassifier(config.tasks, model, use_examples=False)
+    RunnableLambda(lambda query: classify(query, None, []), name="classify").invoke(
         "Which enzyme unwinds DNA?", config={"callbacks": [collector]})
-    scoring = [run for root in collector.runs for run in [root, *root.child_runs] if run.name == "task-classifier"]
+    runs = {run.id: run for root in collector.runs for run in [root, *root.child_runs]}
+    scoring = [run for run in runs.values() if run.name == "task-classifier"]
     assert len(scoring) == 1 and scoring[0].run_type == "llm"
     assert scoring[0].extra["metadata"]["role"] == "classifier" and "coe:classifier" in scoring[0].tags
     scores = scoring[0].outputs["generations"][0][0]["text"]
