@@ -1,16 +1,19 @@
 """coe-router: a Collaboration-of-Experts LLM router as a LangGraph state machine.
 
-    from coe_router import build_graph
+    from coe_router import build_graph, CoERouterChatModel
     graph = build_graph()                      # the embedded local default (configs/local.yaml)
-    result = graph.invoke({"query": "What is 17 * 23?"})
-    result["answer"], result["decision"].expert
+    result = graph.invoke({"messages": [("user", "What is 17 * 23?")]})     # or {"query": "..."}
+    result["answer"], result["decision"].expert, result["messages"][-1]
+    router = CoERouterChatModel.from_graph(graph)                            # a LangChain chat model
 """
 
 from coe_router.builder import build_graph, task_map_from_config
+from coe_router.chat_model import CoERouterChatModel
 from coe_router.config import ConfigError, RouterConfig, load_config
 from coe_router.schema import RetrievedExample, Route, RoutingDecision, TaskDecision
 
 __all__ = [
+    "CoERouterChatModel",
     "ConfigError",
     "RetrievedExample",
     "Route",

@@ -10,11 +10,12 @@ from langchain_core.language_models import BaseChatModel
 from coe_router.config import ConfigError, RouterConfig, load_config
 from coe_router.graphs.two_stage import build_two_stage_graph
 from coe_router.models.factory import build_models, used_models
+from coe_router.persistence import checkpointer_from_config
 from coe_router.retrieval.encoder import Encoder, load_encoder
 from coe_router.retrieval.store import ExampleStore, chroma_client, chroma_collection, read_examples
 from coe_router.routing.classifiers import TaskClassifier, build_classifier
 from coe_router.routing.pool import ExpertPool
-from coe_router.routing.task_map import task_map_from_config
+from coe_router.routing.task_map import expert_prices, task_map_from_config
 
 
 def needs_examples(config: RouterConfig) -> bool:
@@ -37,26 +38,6 @@ def open_example_store(config: RouterConfig, encoder: Encoder | Embeddings | Non
         if store.count() < len(examples):
             store.add(examples, progress=progress)
     return store
-
-
-def checkpointer_from_config(config: RouterConfig):
-    """The configured checkpointer: none, in-process memory, or a SQLite file (langgraph-checkpoint-sqlite)."""
-    kind = config.persistence.checkpointer
-    if kind == "none":
-        return None
-    if kind == "memory":
-        from langgraph.checkpoint.memory import InMemorySaver
-
-        return InMemorySaver()
-    try:
-        from langgraph.checkpoint.sqlite import SqliteSaver
-    except ImportError:
-        raise ConfigError("persistence.checkpointer: sqlite needs langgraph-checkpoint-sqlite (pip install it)") from None
-    import sqlite3
-
-    path = config.resolve_path(config.persistence.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False))
 
 
 def build_graph(
@@ -104,6 +85,8 @@ def build_graph(
         fanout=config.fanout,
         synthesizer=synthesizer,
         checkpointer=checkpointer if config.mode == "single" else None,
+        prices=expert_prices(config),
+        threshold=config.classifier.threshold,
     )
     if config.mode == "single":
         return single

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from coe_router.defaults import UNKNOWN_TASK
@@ -40,6 +42,14 @@ class Route(BaseModel):
     consult: list[str] = Field(default_factory=list, description="experts asked in parallel (fan-out), best first")
 
 
+class Candidate(BaseModel):
+    """An expert the router weighed: its leaderboard accuracy on the task and its price per 1M tokens."""
+
+    expert: str
+    expected_score: float | None = None
+    price: float | None = None
+
+
 class RoutingDecision(BaseModel):
     """Everything that decided where a query went; returned with every answer and shown in Studio and traces."""
 
@@ -54,6 +64,8 @@ class RoutingDecision(BaseModel):
     task_map_version: str = ""
     consulted: list["Consultation"] = Field(default_factory=list)
     aggregation: str = ""
+    overrides: dict[str, Any] = Field(default_factory=dict, description="what the run's context chose")
+    candidates: list[Candidate] = Field(default_factory=list, description="experts weighed by a cost-aware route")
 
 
 class Consultation(BaseModel):

@@ -11,7 +11,9 @@ from typing import Literal
 from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 
-from coe_router.defaults import MAX_QUERY_CHARS
+from coe_router.defaults import MAX_QUERY_CHARS, RUN_NAME
+from coe_router.graphs.context import RouterContext
+from coe_router.nodes.intake import make_intake_node
 from coe_router.nodes.planner import make_planner_node
 from coe_router.nodes.step import make_step_node
 from coe_router.nodes.synthesizer import make_synthesizer_node
@@ -25,12 +27,15 @@ def next_step(state: PlanState) -> Literal["step", "synthesizer"]:
 
 
 def build_planning_graph(*, planner: Planner, step_graph, synthesizer: BaseChatModel | None = None,
-                         max_query_chars: int = MAX_QUERY_CHARS, checkpointer=None, name: str = "coe-plan"):
-    builder = StateGraph(PlanState, input_schema=InputState, output_schema=PlanOutputState)
-    builder.add_node("planner", make_planner_node(planner, max_query_chars))
+                         max_query_chars: int = MAX_QUERY_CHARS, checkpointer=None, name: str = RUN_NAME):
+    builder = StateGraph(PlanState, input_schema=InputState, output_schema=PlanOutputState,
+                         context_schema=RouterContext)
+    builder.add_node("intake", make_intake_node(max_query_chars, step_graph.pool.names, planner.tasks))
+    builder.add_node("planner", make_planner_node(planner))
     builder.add_node("step", make_step_node(step_graph))
     builder.add_node("synthesizer", make_synthesizer_node(synthesizer))
-    builder.add_edge(START, "planner")
+    builder.add_edge(START, "intake")
+    builder.add_edge("intake", "planner")
     builder.add_edge("planner", "step")
     builder.add_conditional_edges("step", next_step, ["step", "synthesizer"])
     builder.add_edge("synthesizer", END)

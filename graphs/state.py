@@ -1,47 +1,85 @@
-"""State schemas of the routing graphs: what goes in, what flows between nodes, what comes out."""
+"""State schemas of the routing graphs: what goes in, what flows between nodes, what comes out.
+
+`typing_extensions.TypedDict`, so pydantic (and so LangGraph Studio and `as_tool`) can read the schemas on
+Python 3.11. Keys holding typed values declare a reducer that accepts plain dicts too: Studio's state editor and
+a JSON client send dicts, and the nodes always read typed values.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, NotRequired, TypedDict
+from typing import Annotated, Any, Callable
+
+from langchain_core.messages import AnyMessage
+from langgraph.graph.message import add_messages
+from pydantic import BaseModel, TypeAdapter
+from typing_extensions import NotRequired, TypedDict
 
 from coe_router.schema import Consultation, Plan, RetrievedExample, Route, RoutingDecision, Step, TaskDecision
 
 
-def consultations_reducer(left: list[Consultation] | None, right: list[Consultation] | None) -> list[Consultation]:
+def typed(kind: Any) -> Callable[[Any, Any], Any]:
+    """A last-value reducer that validates the new value as `kind` (a pydantic model, or a list of them)."""
+    adapter = TypeAdapter(kind)
+
+    def keep_latest(_left: Any, right: Any) -> Any:
+        if right is None or isinstance(right, BaseModel):
+            return right
+        return adapter.validate_python(right)
+
+    return keep_latest
+
+
+def consultations_reducer(left: list[Consultation] | None, right: list | None) -> list[Consultation]:
     """Fan-out answers accumulate across parallel branches; `None` (sent by the router) starts a new request."""
     if right is None:
         return []
-    return [*(left or []), *right]
+    return [*(left or []), *TypeAdapter(list[Consultation]).validate_python(right)]
+
+
+keep_decision = typed(RoutingDecision)
+keep_retrieved = typed(list[RetrievedExample])
+keep_task_decision = typed(TaskDecision)
+keep_route = typed(Route)
+keep_plan = typed(Plan)
+keep_steps = typed(list[Step])
 
 
 class InputState(TypedDict):
-    """A query, with its options when it is a multiple-choice question.
+    """A query as text (`query`) or as a conversation (`messages`, the last human turn is routed), with its
+    options when it is a multiple-choice question.
 
-    `context` (outputs of earlier plan steps) reaches the expert but not the retriever or classifier, so a step is
-    classified by its own text; `task_hint` is the planner's task for a step, used when it names a configured task.
+    `tools` / `tool_choice` (OpenAI tool schemas) are bound to the routed expert. `context` (outputs of earlier
+    plan steps) reaches the expert but not the retriever or classifier, so a step is classified by its own text;
+    `task_hint` is the planner's task for a step, used when it names a configured task.
     """
 
-    query: str
+    query: NotRequired[str]
+    messages: NotRequired[Annotated[list[AnyMessage], add_messages]]
     options: NotRequired[list[str] | None]
+    tools: NotRequired[list[dict] | None]
+    tool_choice: NotRequired[str | dict | None]
     context: NotRequired[str | None]
     task_hint: NotRequired[str | None]
 
 
 class OutputState(TypedDict):
-    """The answer (for multiple choice, `choice` holds the letter) and the routing decision behind it."""
+    """The answer (for multiple choice, `choice` holds the letter), the routing decision behind it, and the
+    conversation with the expert's reply appended (an AIMessage named after the expert)."""
 
     answer: str
     choice: NotRequired[str | None]
-    decision: RoutingDecision
+    decision: Annotated[RoutingDecision, keep_decision]
+    messages: Annotated[list[AnyMessage], add_messages]
 
 
 class RouterState(InputState, total=False):
     """Everything a single-shot run accumulates; nodes return only the keys they set."""
 
-    retrieved: list[RetrievedExample]
-    task_decision: TaskDecision
-    route: Route
-    decision: RoutingDecision
+    routed_message_id: str | None
+    retrieved: Annotated[list[RetrievedExample], keep_retrieved]
+    task_decision: Annotated[TaskDecision, keep_task_decision]
+    route: Annotated[Route, keep_route]
+    decision: Annotated[RoutingDecision, keep_decision]
     answer: str
     choice: str | None
     consultations: Annotated[list[Consultation], consultations_reducer]
@@ -52,14 +90,15 @@ class RouterState(InputState, total=False):
 class PlanOutputState(OutputState):
     """A planned run also returns its steps, in order, and whether the plan was used or fell back."""
 
-    steps: list[Step]
+    steps: Annotated[list[Step], keep_steps]
     plan_status: str
 
 
 class PlanState(InputState, total=False):
-    plan: Plan
+    routed_message_id: str | None
+    plan: Annotated[Plan, keep_plan]
     plan_status: str
-    steps: list[Step]
-    decision: RoutingDecision
+    steps: Annotated[list[Step], keep_steps]
+    decision: Annotated[RoutingDecision, keep_decision]
     answer: str
     choice: str | None

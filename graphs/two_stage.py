@@ -12,12 +12,14 @@ from langchain_core.language_models import BaseChatModel
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 
-from coe_router.defaults import MAX_QUERY_CHARS
+from coe_router.defaults import MAX_QUERY_CHARS, RUN_NAME
+from coe_router.graphs.context import RouterContext
 from coe_router.nodes import (
     make_aggregator_node,
     make_classifier_node,
     make_consult_node,
     make_expert_node,
+    make_intake_node,
     make_retriever_node,
     make_router_node,
 )
@@ -33,7 +35,7 @@ def dispatch(state: RouterState) -> Literal["expert"] | list[Send]:
     consult = state["route"].consult
     if not consult:
         return "expert"
-    shared = {key: state.get(key) for key in ("query", "options", "context", "decision")}
+    shared = {key: state.get(key) for key in ("query", "messages", "options", "context", "decision")}
     return [Send("consult", {**shared, "consult_expert": name, "consult_rank": rank}) for rank, name in enumerate(consult)]
 
 
@@ -49,17 +51,28 @@ def build_two_stage_graph(
     fanout: int = 1,
     synthesizer: BaseChatModel | None = None,
     checkpointer=None,
-    name: str = "coe",
+    prices: dict[str, float] | None = None,
+    threshold: float = 0.5,
+    name: str = RUN_NAME,
 ):
-    """Compile the graph from ready parts; every dependency is injected, so tests pass fakes for any of them."""
-    builder = StateGraph(RouterState, input_schema=InputState, output_schema=OutputState)
-    builder.add_node("retriever", make_retriever_node(store, k, max_query_chars))
-    builder.add_node("classifier", make_classifier_node(classifier, tasks or pool.task_map.ranking))
-    builder.add_node("router", make_router_node(pool, review_unknown, fanout))
+    """Compile the graph from ready parts; every dependency is injected, so tests pass fakes for any of them.
+
+    `prices` (expert -> price per 1M tokens) serve cost-aware routes; `threshold` is the confidence under which a
+    follow-up turn is classified together with the previous one.
+    """
+    tasks = list(tasks or pool.task_map.ranking)
+    retrieve = (lambda text: store.search(text, k)) if store is not None else None
+    builder = StateGraph(RouterState, input_schema=InputState, output_schema=OutputState,
+                         context_schema=RouterContext)
+    builder.add_node("intake", make_intake_node(max_query_chars, pool.names, tasks))
+    builder.add_node("retriever", make_retriever_node(store, k))
+    builder.add_node("classifier", make_classifier_node(classifier, tasks, retrieve, threshold))
+    builder.add_node("router", make_router_node(pool, review_unknown, fanout, prices))
     builder.add_node("expert", make_expert_node(pool))
     builder.add_node("consult", make_consult_node(pool))
     builder.add_node("aggregator", make_aggregator_node(synthesizer))
-    builder.add_edge(START, "retriever")
+    builder.add_edge(START, "intake")
+    builder.add_edge("intake", "retriever")
     builder.add_edge("retriever", "classifier")
     builder.add_edge("classifier", "router")
     builder.add_conditional_edges("router", dispatch, ["expert", "consult"])

@@ -4,6 +4,7 @@ from .aggregator import make_aggregator_node
 from .classifier import make_classifier_node
 from .consult import make_consult_node
 from .expert import ExpertsFailedError, make_expert_node
+from .intake import make_intake_node
 from .retriever import make_retriever_node
 from .router import make_router_node
 
@@ -13,6 +14,7 @@ __all__ = [
     "make_classifier_node",
     "make_consult_node",
     "make_expert_node",
+    "make_intake_node",
     "make_retriever_node",
     "make_router_node",
 ]

@@ -12,9 +12,13 @@ from typing import Callable
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 
 from coe_router.graphs.state import RouterState
 from coe_router.prompts.aggregator import format_refine_prompt
+from coe_router.routing.expert_call import ANSWER_TAG
+from coe_router.routing.reply import answer_message
+from coe_router.run_annotations import annotate_router_run
 from coe_router.schema import Consultation
 
 from .expert import ExpertsFailedError
@@ -27,8 +31,8 @@ def vote(answers: list[Consultation]) -> Consultation:
     return min((a for a in answers if counts[a.choice] == top), key=lambda a: a.rank)
 
 
-def make_aggregator_node(synthesizer: BaseChatModel | None) -> Callable[[RouterState], dict]:
-    def aggregator(state: RouterState) -> dict:
+def make_aggregator_node(synthesizer: BaseChatModel | None) -> Callable[[RouterState, RunnableConfig], dict]:
+    def aggregator(state: RouterState, config: RunnableConfig) -> dict:
         consulted = sorted(state.get("consultations") or [], key=lambda c: c.rank)
         answered = [c for c in consulted if c.error is None]
         if not answered:
@@ -43,7 +47,7 @@ def make_aggregator_node(synthesizer: BaseChatModel | None) -> Callable[[RouterS
         elif synthesizer is not None and len(answered) > 1:
             prompt = format_refine_prompt(state["query"], [(c.expert, c.answer) for c in answered])
             reply = synthesizer.invoke([HumanMessage(prompt)], config={
-                "run_name": "aggregator", "tags": ["coe:aggregator"], "metadata": {"role": "aggregator"}})
+                "run_name": "aggregator", "tags": ["coe:aggregator", ANSWER_TAG], "metadata": {"role": "aggregator"}})
             winner, choice, how = answered[0], None, "refine"
             text = reply.text
         else:
@@ -52,6 +56,8 @@ def make_aggregator_node(synthesizer: BaseChatModel | None) -> Callable[[RouterS
             "expert": winner.expert, "consulted": consulted, "aggregation": how, "errors": errors,
             "tried": [c.expert for c in consulted],
         })
-        return {"answer": text.strip(), "choice": choice, "decision": final}
+        annotate_router_run(config, final)
+        return {"answer": text.strip(), "choice": choice, "decision": final,
+                "messages": [answer_message(text.strip(), final)]}
 
     return aggregator

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import Callable
 
+from langchain_core.runnables import RunnableConfig
+
 from coe_router.graphs.state import RouterState
 from coe_router.routing.expert_call import ask_expert, with_context
 from coe_router.routing.pool import ExpertPool
+from coe_router.routing.reply import answer_message
+from coe_router.run_annotations import annotate_router_run
 
 
 class ExpertsFailedError(RuntimeError):
@@ -31,21 +35,25 @@ def _trace_metadata(decision, errors: dict[str, str]) -> dict:
     }
 
 
-def make_expert_node(pool: ExpertPool) -> Callable[[RouterState], dict]:
-    def expert(state: RouterState) -> dict:
+def make_expert_node(pool: ExpertPool) -> Callable[[RouterState, RunnableConfig], dict]:
+    def expert(state: RouterState, config: RunnableConfig) -> dict:
         route, decision = state["route"], state["decision"]
         question = with_context(state["query"], state.get("context"))
         errors: dict[str, str] = {}
         for name in [route.expert, *route.fallbacks]:
             try:
                 spec, model = pool.expert(name)
-                answer = ask_expert(name, spec, model, question, state.get("options"),
-                                    decision.task, _trace_metadata(decision, errors))
+                answer = ask_expert(name, spec, model, question, state.get("options"), decision.task,
+                                    _trace_metadata(decision, errors), conversation=state.get("messages") or [],
+                                    tools=state.get("tools"), tool_choice=state.get("tool_choice"),
+                                    answer_path=True)
             except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 continue
             final = decision.model_copy(update={"expert": name, "tried": [*errors, name], "errors": errors})
-            return {"answer": answer.text, "choice": answer.choice, "decision": final}
+            annotate_router_run(config, final)
+            return {"answer": answer.text, "choice": answer.choice, "decision": final,
+                    "messages": [answer_message(answer.text, final, answer.message)]}
         raise ExpertsFailedError(errors)
 
     return expert

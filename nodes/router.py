@@ -8,12 +8,16 @@ from __future__ import annotations
 
 from typing import Callable
 
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from coe_router.defaults import UNKNOWN_TASK
+from coe_router.graphs.context import InvalidContextError, RouterContext, run_context
 from coe_router.graphs.state import RouterState
 from coe_router.routing.pool import ExpertPool
 from coe_router.routing.task_map import TaskMap
+from coe_router.run_annotations import annotate_router_run
 from coe_router.schema import Route, RoutingDecision, TaskDecision
 
 
@@ -48,17 +52,38 @@ def consulted_experts(task_map: TaskMap, task: TaskDecision, route: Route, fanou
     return experts if len(experts) > 1 else []
 
 
-def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int = 1) -> Callable[[RouterState], dict]:
-    """Routes with the pool's current task map, so experts pushed or popped at run time take effect at once."""
+def pinned_route(task_map: TaskMap, task: str, expert: str) -> Route:
+    """The context's expert first, then the task's usual chain as fallbacks."""
+    usual = task_map.route(task)
+    rest = [e for e in [usual.expert, *usual.fallbacks] if e != expert]
+    return Route(expert=expert, fallbacks=rest, reason="pinned by the run context")
 
-    def router(state: RouterState) -> dict:
+
+def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int = 1,
+                     prices: dict[str, float] | None = None) -> Callable[[RouterState, Runtime[RouterContext]], dict]:
+    """Routes with the pool's current task map, so experts pushed or popped at run time take effect at once.
+
+    The run context may pin an expert, set the fan-out, or weigh price against leaderboard accuracy
+    (`cost_weight`, with `prices` per expert); the decision records what it overrode."""
+
+    def router(state: RouterState, runtime: Runtime[RouterContext], config: RunnableConfig) -> dict:
+        context = run_context(runtime)
         task_map = pool.task_map
         task = state["task_decision"]
-        if review_unknown and task.task == UNKNOWN_TASK:
+        candidates = []
+        if context.expert is not None:
+            route = pinned_route(task_map, task.task, context.expert)
+        elif review_unknown and task.task == UNKNOWN_TASK and context.task is None:
             task, route = _human_review(task_map, state, task)
+        elif context.cost_weight is not None:
+            try:
+                route, candidates = task_map.cost_aware_route(task.task, prices or {}, context.cost_weight)
+            except ValueError as exc:
+                raise InvalidContextError(f"context.{exc}") from None
         else:
             route = task_map.route(task.task)
-        route = route.model_copy(update={"consult": consulted_experts(task_map, task, route, fanout)})
+        width = context.fanout if context.fanout is not None else fanout
+        route = route.model_copy(update={"consult": consulted_experts(task_map, task, route, width)})
         decision = RoutingDecision(
             task=task.task,
             confidence=task.confidence,
@@ -67,7 +92,10 @@ def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int
             expert=route.expert,
             fallbacks=route.fallbacks,
             task_map_version=task_map.version,
+            overrides=context.overrides(),
+            candidates=candidates,
         )
+        annotate_router_run(config, decision)
         return {"route": route, "decision": decision, "consultations": None}
 
     return router

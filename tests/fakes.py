@@ -75,7 +75,41 @@ class ScriptedChat(BaseChatModel):
     def _generate(self, messages: list[BaseMessage], stop=None, run_manager=None, **kwargs: Any) -> ChatResult:
         prompt = "\n".join(str(m.content) for m in messages)
         self.seen.append(prompt)
-        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.reply(prompt)))])
+        text = self.reply(prompt)
+        usage = {"input_tokens": len(prompt.split()), "output_tokens": len(text.split()),
+                 "total_tokens": len(prompt.split()) + len(text.split())}
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=text, usage_metadata=usage))])
+
+
+class ToolCallingChat(BaseChatModel):
+    """An expert that can call tools: with tools bound it calls the first one with `args`, and once the tool's
+    result is in the conversation it answers with it. Records every conversation it was sent."""
+
+    args: dict = {}
+    seen: list = []
+
+    @property
+    def _llm_type(self) -> str:
+        return "tool-calling-fake"
+
+    def bind_tools(self, tools, *, tool_choice=None, **kwargs):
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], tool_choice=tool_choice, **kwargs)
+
+    def _generate(self, messages, stop=None, run_manager=None, tools=None, tool_choice=None, **kwargs) -> ChatResult:
+        from langchain_core.messages import ToolMessage
+
+        self.seen.append(list(messages))
+        if isinstance(messages[-1], ToolMessage):
+            message = AIMessage(content=f"The tool says {messages[-1].content}.")
+        elif tools:
+            name = tools[0]["function"]["name"]
+            message = AIMessage(content="", tool_calls=[{"name": name, "args": self.args, "id": f"call-{len(self.seen)}"}])
+        else:
+            message = AIMessage(content="no tools were given")
+        message.usage_metadata = {"input_tokens": 7, "output_tokens": 3, "total_tokens": 10}
+        return ChatResult(generations=[ChatGeneration(message=message)])
 
 
 class FailingChat(BaseChatModel):

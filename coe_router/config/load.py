@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 from pydantic import ValidationError
 
 from coe_router.config.schema import RouterConfig, TaskMapFile
+from coe_router.defaults import UNKNOWN_TASK
 
 
 def default_config_path() -> Path:
@@ -52,8 +54,17 @@ def load_config(path: str | Path | None = None) -> RouterConfig:
     return config
 
 
-def load_task_map_file(config: RouterConfig, task_map: TaskMapFile) -> tuple[dict[str, list[str]], str | None]:
-    """Ranked task->experts lists and the best-average expert of a leaderboard JSON (`coe leaderboard build`).
+class LeaderboardMap(NamedTuple):
+    """What a router reads from a leaderboard file: ranked experts per task, the best-average expert, and each
+    expert's accuracy per task (`unknown`: over all tasks), for cost-aware choices."""
+
+    ranking: dict[str, list[str]]
+    best_average: str | None
+    accuracy: dict[str, dict[str, float]]
+
+
+def load_task_map_file(config: RouterConfig, task_map: TaskMapFile) -> LeaderboardMap:
+    """The task map of a leaderboard JSON (`coe leaderboard build`).
 
     Only experts the config defines are kept, so a leaderboard of many models can drive a config that has a few.
     """
@@ -62,9 +73,15 @@ def load_task_map_file(config: RouterConfig, task_map: TaskMapFile) -> tuple[dic
         data = json.loads(leaderboard_path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"task_map.from: cannot read leaderboard {leaderboard_path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"task_map.from: {leaderboard_path}: expected a leaderboard object, got {type(data).__name__}")
     ranking = {
         task: [name for name in ranked if name in config.experts]
         for task, ranked in (data.get("ranking") or {}).items()
     }
     overall = [name for name in data.get("overall_ranking") or [] if name in config.experts]
-    return {task: ranked for task, ranked in ranking.items() if ranked}, (overall[0] if overall else None)
+    per_task = {**(data.get("accuracy") or {}), UNKNOWN_TASK: data.get("overall_accuracy") or {}}
+    accuracy = {task: {name: float(value) for name, value in scores.items() if name in config.experts and value is not None}
+                for task, scores in per_task.items() if isinstance(scores, dict)}
+    return LeaderboardMap({task: ranked for task, ranked in ranking.items() if ranked}, overall[0] if overall else None,
+                          {task: scores for task, scores in accuracy.items() if scores})

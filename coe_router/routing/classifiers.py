@@ -6,6 +6,7 @@ commands and the benchmarks share one implementation.
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from collections import defaultdict
@@ -24,6 +25,17 @@ class TaskClassifier(Protocol):
     kind: str
 
     def __call__(self, query: str, options: Sequence[str] | None, retrieved: Sequence[RetrievedExample]) -> TaskDecision: ...
+
+    def with_threshold(self, threshold: float) -> "TaskClassifier":
+        """A copy that needs `threshold` confidence (per-run control); ValueError if the kind has none."""
+        ...
+
+
+def _copy_with(classifier, **changes):
+    clone = copy.copy(classifier)
+    for name, value in changes.items():
+        setattr(clone, name, value)
+    return clone
 
 
 def _softmax(scores: dict[str, float]) -> dict[str, float]:
@@ -44,6 +56,9 @@ class KnnClassifier:
     def __init__(self, tasks: Sequence[str], min_confidence: float = 0.0):
         self.tasks = set(tasks)
         self.min_confidence = min_confidence
+
+    def with_threshold(self, threshold: float) -> "KnnClassifier":
+        return _copy_with(self, min_confidence=threshold)
 
     def __call__(self, query, options, retrieved) -> TaskDecision:
         votes: dict[str, float] = defaultdict(float)
@@ -76,6 +91,9 @@ class LlmClassifier:
         self.model = model
         self.use_examples = use_examples
         self.min_confidence = min_confidence
+
+    def with_threshold(self, threshold: float) -> "LlmClassifier":
+        return _copy_with(self, min_confidence=threshold)
 
     def prompt(self, query: str, options: Sequence[str] | None, retrieved: Sequence[RetrievedExample]) -> str:
         examples = [(e.question, e.task) for e in retrieved] if self.use_examples else []
@@ -113,6 +131,9 @@ class HybridClassifier:
         self.llm = llm
         self.threshold = threshold
 
+    def with_threshold(self, threshold: float) -> "HybridClassifier":
+        return _copy_with(self, threshold=threshold)
+
     def __call__(self, query, options, retrieved) -> TaskDecision:
         vote = self.knn(query, options, retrieved)
         if vote.task != UNKNOWN_TASK and vote.confidence >= self.threshold:
@@ -131,6 +152,9 @@ class RulesClassifier:
 
     def __init__(self, rules: dict[str, list[str]]):
         self.rules = {task: [re.compile(p, re.IGNORECASE) for p in patterns] for task, patterns in rules.items()}
+
+    def with_threshold(self, threshold: float) -> "RulesClassifier":
+        raise ValueError("classifier kind 'rules' has no confidence threshold")
 
     def __call__(self, query, options, retrieved) -> TaskDecision:
         matched = [task for task, patterns in self.rules.items() if any(p.search(query) for p in patterns)]

@@ -1,7 +1,9 @@
-"""Asking one expert: Prompt 2 chain of thought for multiple choice, a plain prompt for open questions.
+"""Asking one expert: Prompt 2 chain of thought for multiple choice, a plain prompt for open questions, the whole
+conversation around it, and the caller's tools bound to the expert.
 
-On a local llama.cpp model, multiple choice is answered by scoring each option letter's likelihood: tiny models
-rarely write "the answer is (X)", but their letter probabilities still carry what they know.
+On a model that can score continuations (a local llama.cpp model), multiple choice is answered by scoring each
+option letter's likelihood: tiny models rarely write "the answer is (X)", but their letter probabilities still
+carry what they know.
 """
 
 from __future__ import annotations
@@ -9,17 +11,35 @@ from __future__ import annotations
 from typing import Sequence
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import BaseModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from pydantic import BaseModel, ConfigDict
 
 from coe_router.config import ExpertSpec
 from coe_router.models.scoring import likelihood_scorer
 from coe_router.prompts.expert import CHOICE_PREFIX, LETTERS, extract_choice, format_expert_prompt, format_options
 
+ANSWER_TAG = "coe:answer"
+"""Tag of every model call whose tokens are the answer (the expert, the aggregator's refine, the synthesizer), so
+streams forward exactly those tokens whatever the graph's shape."""
+
 
 class ExpertAnswer(BaseModel):
+    """An expert's answer: its text, the option letter for multiple choice, and the model's own reply message
+    (token usage, tool calls) when the answer was generated rather than scored."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     text: str
     choice: str | None = None
+    message: AIMessage | None = None
+
+
+class EmptyAnswerError(RuntimeError):
+    """An expert answered with nothing: treated like a failure, so the next expert of the route answers."""
+
+
+class ToolsUnsupportedError(RuntimeError):
+    """The request carries tools and this expert's model cannot call tools."""
 
 
 def with_context(question: str, context: str | None) -> str:
@@ -33,32 +53,56 @@ def _choice_prompt(question: str, options: Sequence[str], domain: str) -> str:
     return f"The following is a {domain} question.\n\n{question}\n\n{format_options(options)}{CHOICE_PREFIX}"
 
 
-class EmptyAnswerError(RuntimeError):
-    """An expert answered with nothing: treated like a failure, so the next expert of the route answers."""
+def expert_messages(spec: ExpertSpec, prompt: str, conversation: Sequence[BaseMessage] = ()) -> list[BaseMessage]:
+    """What the expert reads: one system message (the expert's own prompt, then the conversation's), the earlier
+    turns, the routed human turn as `prompt`, then whatever followed it (tool calls and their results)."""
+    systems = [spec.system_prompt] if spec.system_prompt else []
+    systems += [m.text for m in conversation if isinstance(m, SystemMessage) and m.text]
+    turns = [m for m in conversation if not isinstance(m, SystemMessage)]
+    last_human = max((i for i, m in enumerate(turns) if isinstance(m, HumanMessage)), default=None)
+    before, after = (turns[:last_human], turns[last_human + 1:]) if last_human is not None else (turns, [])
+    head = [SystemMessage("\n\n".join(systems))] if systems else []
+    return [*head, *before, HumanMessage(prompt), *after]
+
+
+def _with_tools(name: str, spec: ExpertSpec, model: BaseChatModel, tools: list[dict] | None,
+                tool_choice: str | dict | None) -> BaseChatModel:
+    if not tools:
+        return model
+    try:
+        return model.bind_tools(tools, tool_choice=tool_choice) if tool_choice else model.bind_tools(tools)
+    except NotImplementedError:
+        raise ToolsUnsupportedError(f"expert {name!r} (model {spec.model!r}) cannot call tools") from None
 
 
 def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str, options: Sequence[str] | None,
-               task: str, run_metadata: dict | None = None) -> ExpertAnswer:
-    """One expert's answer; raises whatever the model raises (the caller decides about fallbacks)."""
+               task: str, run_metadata: dict | None = None, *, conversation: Sequence[BaseMessage] = (),
+               tools: list[dict] | None = None, tool_choice: str | dict | None = None,
+               answer_path: bool = False) -> ExpertAnswer:
+    """One expert's answer; raises whatever the model raises (the caller decides about fallbacks).
+
+    `answer_path`: this call's tokens are the answer a stream forwards (tagged `coe:answer`).
+    """
+    tags = ["coe:expert", f"expert:{name}", f"task:{task}", *([ANSWER_TAG] if answer_path else [])]
     config = {
         "run_name": name,
-        "tags": ["coe:expert", f"expert:{name}", f"task:{task}"],
+        "tags": tags,
         "metadata": {"role": "expert", "expert": name, "task": task, **(run_metadata or {})},
     }
     scorer = likelihood_scorer(model)
-    if options and scorer is not None:
+    if options and scorer is not None and not tools:
         scores = scorer.score_continuations(_choice_prompt(question, options, task), list(LETTERS[: len(options)]),
                                             config=config)
         best = max(range(len(options)), key=lambda i: scores[i][0])
         return ExpertAnswer(text=f"({LETTERS[best]}) {options[best]}", choice=LETTERS[best])
-    messages = [SystemMessage(spec.system_prompt)] if spec.system_prompt else []
     if spec.style == "cot":
         prompt = format_expert_prompt(question, options, task)
     else:
         prompt = question + (f"\n\n{format_options(options)}" if options else "")
-    messages.append(HumanMessage(prompt))
-    reply = model.invoke(messages, config=config)
+    reply = _with_tools(name, spec, model, tools, tool_choice).invoke(
+        expert_messages(spec, prompt, conversation), config=config)
     text = reply.text
-    if not text.strip():
+    if not text.strip() and not getattr(reply, "tool_calls", None):
         raise EmptyAnswerError("the model returned an empty answer")
-    return ExpertAnswer(text=text.strip(), choice=extract_choice(text, len(options)) if options else None)
+    return ExpertAnswer(text=text.strip(), choice=extract_choice(text, len(options)) if options else None,
+                        message=reply if isinstance(reply, AIMessage) else None)

@@ -54,7 +54,7 @@ class ExpertPool:
                 ranked = [e for e in ranking.get(task, []) if e != name]
                 ranked.insert(min(rank, len(ranked)), name)
                 ranking[task] = ranked
-            self._task_map = TaskMap(ranking=ranking, default_expert=self._task_map.default_expert)
+            self._task_map = self._task_map.model_copy(update={"ranking": ranking})
 
     def remove(self, name: str) -> None:
         """Pop an expert: it leaves every ranked list; if it was the best-average expert, the next one takes over."""
@@ -69,7 +69,7 @@ class ExpertPool:
             default = self._task_map.default_expert
             if default == name:
                 default = next(e for e in self._task_map.experts() if e in self._experts)
-            self._task_map = TaskMap(ranking=ranking, default_expert=default)
+            self._task_map = self._task_map.model_copy(update={"ranking": ranking, "default_expert": default})
 
     def remap(self, task: str, ranked: list[str]) -> None:
         """Give a task a new ranked expert list (an empty list sends it to the best-average expert)."""
@@ -80,4 +80,4 @@ class ExpertPool:
             ranking = {**self._task_map.ranking, task: list(ranked)}
             if not ranked:
                 ranking.pop(task)
-            self._task_map = TaskMap(ranking=ranking, default_expert=self._task_map.default_expert)
+            self._task_map = self._task_map.model_copy(update={"ranking": ranking})

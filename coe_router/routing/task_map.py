@@ -5,17 +5,22 @@ from __future__ import annotations
 import hashlib
 import json
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from coe_router.config import UNKNOWN_TASK, RouterConfig, TaskMapFile, load_task_map_file
-from coe_router.schema import Route
+from coe_router.schema import Candidate, Route
 
 
 class TaskMap(BaseModel):
-    """Ranked experts per task plus the best-average expert; `version` identifies the map in traces and results."""
+    """Ranked experts per task plus the best-average expert; `version` identifies the map in traces and results.
+
+    `accuracy` (task -> expert -> leaderboard accuracy, `unknown` over all tasks) is there when the map was read
+    from a leaderboard; a cost-aware route needs it.
+    """
 
     ranking: dict[str, list[str]]
     default_expert: str
+    accuracy: dict[str, dict[str, float]] = Field(default_factory=dict)
 
     @property
     def version(self) -> str:
@@ -39,6 +44,26 @@ class TaskMap(BaseModel):
         chain = ranked + [e for e in self.experts() if e not in ranked]
         return Route(expert=chain[0], fallbacks=chain[1:], reason=reason)
 
+    def cost_aware_route(self, task: str, prices: dict[str, float], weight: float) -> tuple[Route, list[Candidate]]:
+        """The route's experts re-ranked by accuracy - weight x price / (dearest price): weight 0 keeps the most
+        accurate first, a larger weight buys cheaper experts with accuracy. Experts without a recorded accuracy for
+        the task keep their order after the scored ones. Raises ValueError when there is nothing to trade."""
+        chain = self.route(task)
+        experts = [chain.expert, *chain.fallbacks]
+        scores = self.accuracy.get(task) or self.accuracy.get(UNKNOWN_TASK) or {}
+        if not scores:
+            raise ValueError(f"cost_weight: no leaderboard accuracy for task {task!r} (use `task_map: {{from: "
+                             "leaderboard.json}}`, built by `coe leaderboard build`)")
+        if not any(prices.get(e) for e in experts):
+            raise ValueError("cost_weight: no expert on this route has a price (models.<name>.price_per_1m_tokens)")
+        dearest = max(prices.get(e) or 0.0 for e in experts)
+        candidates = [Candidate(expert=e, expected_score=scores.get(e), price=prices.get(e)) for e in experts]
+        scored = sorted((c for c in candidates if c.expected_score is not None),
+                        key=lambda c: -(c.expected_score - weight * (c.price or 0.0) / dearest))
+        ordered = [c.expert for c in scored] + [c.expert for c in candidates if c.expected_score is None]
+        reason = f"{chain.reason}; cost-aware (weight {weight:g})"
+        return Route(expert=ordered[0], fallbacks=ordered[1:], reason=reason), candidates
+
 
 def task_map_from_config(config: RouterConfig) -> TaskMap:
     """The ranked task map and best-average expert: the config's own lists, or those of a leaderboard file.
@@ -46,10 +71,21 @@ def task_map_from_config(config: RouterConfig) -> TaskMap:
     The best-average expert (CoE-Ops eq. 8) is `default_expert` if set, else the `unknown` entry of the map, else
     the leaderboard's overall best, else the first expert.
     """
+    accuracy: dict[str, dict[str, float]] = {}
     if isinstance(config.task_map, TaskMapFile):
-        ranking, overall_best = load_task_map_file(config, config.task_map)
+        ranking, overall_best, accuracy = load_task_map_file(config, config.task_map)
     else:
         ranking, overall_best = dict(config.task_map), None
     unknown = ranking.pop(UNKNOWN_TASK, None)
     default = config.default_expert or (unknown[0] if unknown else None) or overall_best or next(iter(config.experts))
-    return TaskMap(ranking=ranking, default_expert=default)
+    return TaskMap(ranking=ranking, default_expert=default, accuracy=accuracy)
+
+
+def expert_prices(config: RouterConfig) -> dict[str, float]:
+    """Each expert's price per 1M tokens (its model's), for the experts whose model has one."""
+    prices = {}
+    for name, expert in config.experts.items():
+        price = config.models[expert.model].price_per_1m_tokens
+        if price is not None:
+            prices[name] = price
+    return prices

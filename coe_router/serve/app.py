@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from coe_router.defaults import MAX_QUERY_CHARS, ROUTER_TAG, RUN_NAME
 from coe_router.inputs import InvalidQueryError, check_query
 from coe_router.nodes.expert import ExpertsFailedError
+from coe_router.routing.expert_call import ANSWER_TAG
 
 ROUTER_MODELS = ("coe",)
 
@@ -158,7 +159,7 @@ async def _stream(graph, query: str, model: str, config: dict) -> StreamingRespo
             async for mode, payload in events:
                 if mode == "messages":
                     message, meta = payload
-                    if meta.get("langgraph_node") == "expert" and message.content:
+                    if ANSWER_TAG in (meta.get("tags") or []) and message.content:
                         streamed = True
                         yield _chunk(completion_id, model, {"content": message.content})
                 elif "expert" in payload:

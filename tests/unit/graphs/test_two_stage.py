@@ -31,7 +31,7 @@ def test_invoke_routes_by_retrieved_examples(config, store):
     assert decision.retrieved and decision.retrieved[0].task == "math"
     assert decision.classifier == "knn" and 0 < decision.confidence <= 1
     assert result["answer"] == "The answer is 5."
-    assert set(result) <= {"answer", "choice", "decision"}
+    assert set(result) <= {"answer", "choice", "decision", "messages"}
 
 
 def test_code_question_goes_to_coder(config, store):
@@ -55,7 +55,7 @@ def test_failed_expert_falls_back_inside_the_graph(config, store):
 def test_stream_yields_each_node_in_order(config, store):
     graph = build_graph(config, models=fake_models(), store=store)
     order = [next(iter(chunk)) for chunk in graph.stream({"query": "fix the python bug"}, stream_mode="updates")]
-    assert order == ["retriever", "classifier", "router", "expert"]
+    assert order == ["intake", "retriever", "classifier", "router", "expert"]
 
 
 async def test_ainvoke(config, store):

@@ -37,8 +37,10 @@ EXPERTS = {"a": ExpertSpec(model="ma"), "b": ExpertSpec(model="mb"), "c": Expert
 
 
 def expert_node(experts, models):
+    """The node as a function of the state alone (no tracer, no run config)."""
     task_map = TaskMap(ranking={}, default_expert=next(iter(experts)))
-    return make_expert_node(ExpertPool(experts, models, task_map))
+    node = make_expert_node(ExpertPool(experts, models, task_map))
+    return lambda state: node(state, {})
 
 
 def test_expert_falls_back_and_records_failures():

@@ -1,0 +1,21 @@
+"""The answer as a chat message: what the graphs append to the conversation and what a chat model returns."""
+
+from __future__ import annotations
+
+from langchain_core.messages import AIMessage
+
+from coe_router.schema import RoutingDecision
+
+
+def answer_message(text: str, decision: RoutingDecision, reply: AIMessage | None = None) -> AIMessage:
+    """An AIMessage named after the answering expert, with the routing decision in `response_metadata["coe"]`,
+    `model_name` the expert, and the expert's token usage and tool calls when its model reported them."""
+    metadata = {**(reply.response_metadata if reply is not None else {})}
+    upstream = metadata.pop("model_name", None)
+    metadata.update({"model_name": decision.expert, "coe": decision.model_dump(mode="json")})
+    if upstream:
+        metadata["expert_model"] = upstream
+    extra = {}
+    if reply is not None:
+        extra = {"tool_calls": reply.tool_calls, "usage_metadata": reply.usage_metadata}
+    return AIMessage(content=text, name=decision.expert, response_metadata=metadata, **extra)

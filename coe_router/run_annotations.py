@@ -1,0 +1,63 @@
+"""The routing decision on the router's own run, so a LangSmith user filters runs by expert or task.
+
+The decision is known only halfway through a run (after the router node; the answering expert after the last
+fallback), while a run's metadata is normally fixed when it starts. Tracers keep every open run until it ends and
+send its tags and metadata with the final update, so the nodes add the decision to the open run named
+`coe-router` (the router's root run; the nearest one when the router is a node of a larger app) before it ends.
+"""
+
+from __future__ import annotations
+
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import get_callback_manager_for_config
+
+from coe_router.defaults import RUN_NAME
+from coe_router.schema import RoutingDecision
+
+DECISION_TAG_PREFIXES = ("task:", "expert:")
+
+
+def decision_metadata(decision: RoutingDecision) -> dict:
+    """The decision as flat run metadata (LangSmith filters on these keys)."""
+    return {
+        "task": decision.task,
+        "confidence": decision.confidence,
+        "classifier": decision.classifier,
+        "expert": decision.expert,
+        "routed_expert": (decision.tried or [decision.expert])[0],
+        "fallbacks": decision.fallbacks,
+        "fallback_used": bool(decision.tried) and decision.tried[-1] != decision.tried[0],
+        "failed_experts": list(decision.errors),
+        "retrieved_ids": [example.id for example in decision.retrieved],
+        "retrieved_scores": [example.score for example in decision.retrieved],
+        "task_map_version": decision.task_map_version,
+        "overrides": decision.overrides,
+    }
+
+
+def annotate_router_run(config: RunnableConfig | None, decision: RoutingDecision) -> int:
+    """Put `decision` on the nearest open `coe-router` run of every tracer of this call (else on the trace's
+    root run); replaces earlier `task:`/`expert:` tags, so the last word (after fallbacks) wins. Returns how many
+    runs were annotated (0 without tracers)."""
+    if not config:
+        return 0
+    manager = get_callback_manager_for_config(config)
+    annotated = 0
+    for handler in manager.handlers:
+        run_map = getattr(handler, "run_map", None)
+        if not run_map or manager.parent_run_id is None:
+            continue
+        run = run_map.get(str(manager.parent_run_id))
+        while run is not None and run.name != RUN_NAME and run.parent_run_id is not None:
+            parent = run_map.get(str(run.parent_run_id))
+            if parent is None:
+                break
+            run = parent
+        if run is None:
+            continue
+        run.extra = run.extra or {}
+        run.extra.setdefault("metadata", {}).update(decision_metadata(decision))
+        kept = [tag for tag in (run.tags or []) if not tag.startswith(DECISION_TAG_PREFIXES)]
+        run.tags = [*kept, f"task:{decision.task}", f"expert:{decision.expert}"]
+        annotated += 1
+    return annotated

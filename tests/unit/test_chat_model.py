@@ -1,0 +1,108 @@
+"""CoERouterChatModel as a LangChain developer uses it (fake experts; the real default is in integration/)."""
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+from langchain_core.tools import tool
+from pydantic import BaseModel
+
+from coe_router import CoERouterChatModel
+from coe_router.nodes import ExpertsFailedError
+from tests.fakes import ScriptedChat, ToolCallingChat
+
+MATH = "solve the equation for x: 2x + 3 = 7"
+
+
+def models(**overrides):
+    base = {"math-model": ScriptedChat(reply=lambda p: "x = 2", seen=[]),
+            "code-model": ScriptedChat(reply=lambda p: "use reversed()", seen=[]),
+            "general-model": ScriptedChat(reply=lambda p: "hello", seen=[])}
+    return {**base, **overrides}
+
+
+@pytest.fixture
+def router(config, store):
+    return CoERouterChatModel.from_config(config, models=models(), store=store)
+
+
+@tool
+def multiply(a: int, b: int) -> int:
+    """Multiply two integers."""
+    return a * b
+
+
+def test_invoke_returns_the_experts_message(router):
+    reply = router.invoke([SystemMessage("Be brief."), HumanMessage(MATH)])
+    assert isinstance(reply, AIMessage) and reply.content == "x = 2" and reply.name == "mathematician"
+    assert reply.response_metadata["model_name"] == "mathematician"
+    assert reply.response_metadata["coe"]["task"] == "math" and reply.usage_metadata["total_tokens"] > 0
+
+
+async def test_ainvoke_batch_and_a_string_input(router):
+    assert (await router.ainvoke(MATH)).content == "x = 2"
+    replies = router.batch([MATH, "write a python function that reverses a list"])
+    assert [r.name for r in replies] == ["mathematician", "coder"]
+
+
+def test_stream_yields_the_answer_then_the_decision(router):
+    chunks = list(router.stream(MATH))
+    assert "".join(c.content for c in chunks) == "x = 2"
+    whole = chunks[0]
+    for chunk in chunks[1:]:
+        whole += chunk
+    assert whole.response_metadata["coe"]["expert"] == "mathematician" and whole.usage_metadata["output_tokens"] == 3
+
+
+async def test_astream(router):
+    chunks = [chunk async for chunk in router.astream("write a python function that reverses a list")]
+    assert "".join(c.content for c in chunks) == "use reversed()"
+
+
+def test_in_an_lcel_chain(router):
+    chain = ChatPromptTemplate.from_messages([("system", "You help with {topic}."), ("human", "{question}")]) \
+        | router | StrOutputParser()
+    assert chain.invoke({"topic": "algebra", "question": MATH}) == "x = 2"
+
+
+def test_per_call_context_pins_an_expert(router):
+    reply = router.invoke(MATH, context={"expert": "generalist"})
+    assert reply.name == "generalist" and reply.response_metadata["coe"]["overrides"] == {"expert": "generalist"}
+    pinned = router.bind(context={"task": "code"})
+    assert pinned.invoke(MATH).name == "coder"
+
+
+def test_bound_tools_reach_the_routed_expert(config, store):
+    expert = ToolCallingChat(args={"a": 6, "b": 7}, seen=[])
+    router = CoERouterChatModel.from_config(config, models=models(**{"math-model": expert}), store=store)
+    reply = router.bind_tools([multiply]).invoke(MATH)
+    assert reply.name == "mathematician" and reply.tool_calls[0]["name"] == "multiply"
+    assert reply.tool_calls[0]["args"] == {"a": 6, "b": 7}
+
+
+def test_with_structured_output_passes_through(config, store):
+    class Solution(BaseModel):
+        x: int
+
+    expert = ToolCallingChat(args={"x": 2}, seen=[])
+    router = CoERouterChatModel.from_config(config, models=models(**{"math-model": expert}), store=store)
+    assert router.with_structured_output(Solution).invoke(MATH) == Solution(x=2)
+
+
+def test_tools_on_experts_that_cannot_call_them_name_every_expert(router):
+    with pytest.raises(ExpertsFailedError, match=r"mathematician: ToolsUnsupportedError: expert 'mathematician'"):
+        router.bind_tools([multiply]).invoke(MATH)
+
+
+def test_as_the_model_of_a_langchain_agent(config, store):
+    from langchain.agents import create_agent
+
+    expert = ToolCallingChat(args={"a": 6, "b": 7}, seen=[])
+    router = CoERouterChatModel.from_config(config, models=models(**{"math-model": expert}), store=store)
+    agent = create_agent(model=router, tools=[multiply], system_prompt="Use tools for arithmetic.")
+    result = agent.invoke({"messages": [HumanMessage("solve the equation: what is 6 times 7?")]})
+    assert [m.type for m in result["messages"]] == ["human", "ai", "tool", "ai"]
+    assert result["messages"][2].content == "42" and result["messages"][-1].content == "The tool says 42."
+    second_call = expert.seen[-1]
+    assert second_call[0].type == "system" and "Use tools" in second_call[0].content
+    assert [m.type for m in second_call[1:]] == ["human", "ai", "tool"]
