@@ -293,11 +293,18 @@ class LlamaCppChat(BaseChatModel):
                 stop=stop,
                 stream=True,
             )
+            generated = 0
             for part in chunks:
                 text = part["choices"][0].get("delta", {}).get("content") or ""
                 if not text:
                     continue
+                generated += 1  # llama.cpp streams one token per chunk
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
                 if run_manager:
                     run_manager.on_llm_new_token(text, chunk=chunk)
                 yield chunk
+            # A stream carries no usage; the context now holds the prompt and the generated tokens.
+            prompt = max(self.local.llama.n_tokens - generated, 0)
+            usage = {"input_tokens": prompt, "output_tokens": generated, "total_tokens": prompt + generated}
+            yield ChatGenerationChunk(message=AIMessageChunk(
+                content="", usage_metadata=usage, response_metadata={"model_name": self.model_name}))

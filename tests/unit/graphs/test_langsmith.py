@@ -1,0 +1,238 @@
+"""LangSmith traces, as LangSmith receives them: the router's run is named `coe-router` and carries the routing
+decision as metadata and `task:`/`expert:` tags.
+
+langsmith's own Client and LangChain's LangChainTracer send the trace to a local server (tests/langsmith_capture.py)
+that decodes every ingest endpoint the client uses; nothing leaves 127.0.0.1.
+"""
+
+import json
+
+import pytest
+from langchain_core.tracers.langchain import LangChainTracer
+
+from coe_router import CoERouterChatModel, build_graph
+from coe_router.defaults import RUN_NAME
+from tests.fakes import FailingChat, ScriptedChat
+from tests.langsmith_capture import LangSmithCapture
+
+MATH = "solve the equation 5x = 10"
+DECISION_KEYS = {"task", "confidence", "classifier", "expert", "routed_expert", "fallbacks", "fallback_used",
+                 "failed_experts", "retrieved_ids", "retrieved_scores", "task_map_version", "overrides"}
+SERVED = {("GET", "/info"), ("POST", "/runs/multipart"), ("POST", "/runs/batch"), ("POST", "/runs")}
+
+# Settings that would send the client elsewhere, or trace every LangChain call of the test process.
+LANGSMITH_ENV = ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGSMITH_ENDPOINT", "LANGCHAIN_ENDPOINT",
+                 "LANGSMITH_RUNS_ENDPOINTS", "LANGSMITH_OTEL_ENABLED", "LANGSMITH_OTEL_ONLY", "OTEL_ENABLED",
+                 "OTEL_ONLY", "LANGSMITH_TRACING_SAMPLING_RATE", "LANGCHAIN_TRACING_SAMPLING_RATE")
+
+
+def experts(math=None):
+    return {"math-model": math or ScriptedChat(reply=lambda p: "x = 2", seen=[]),
+            "code-model": ScriptedChat(reply=lambda p: "def f(): pass", seen=[]),
+            "general-model": ScriptedChat(reply=lambda p: "general", seen=[])}
+
+
+class Traced:
+    """One LangSmith client + tracer sending to a capture server; `runs()` after `flush()`."""
+
+    def __init__(self, server: LangSmithCapture, **client_kwargs):
+        self.server = server
+        self.client = server.client(**client_kwargs)
+        self.tracer = LangChainTracer(client=self.client, project_name="coe-test")
+
+    @property
+    def config(self) -> dict:
+        return {"callbacks": [self.tracer]}
+
+    def flush(self) -> dict[str, dict]:
+        self.tracer.wait_for_futures()
+        self.client.flush(timeout=30)
+        assert not self.server.errors, self.server.errors
+        unexpected = [(m, p) for m, p, _ in self.server.requests
+                      if (m, p) not in SERVED and not (m == "PATCH" and p.startswith("/runs/"))]
+        assert not unexpected, unexpected
+        return self.server.runs()
+
+    def close(self) -> None:
+        self.client.cleanup(timeout=5)
+
+
+@pytest.fixture
+def langsmith(monkeypatch):
+    """A factory of Traced clients on one capture server, per ingest mode; env restored afterwards."""
+    for name in LANGSMITH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    opened: list[tuple[LangSmithCapture, Traced]] = []
+
+    def make(ingest: str = "multipart", **client_kwargs) -> Traced:
+        server = LangSmithCapture(ingest).__enter__()
+        traced = Traced(server, **client_kwargs)
+        opened.append((server, traced))
+        return traced
+
+    yield make
+    for server, traced in opened:
+        traced.close()
+        server.__exit__(None, None, None)
+
+
+def metadata(run: dict) -> dict:
+    return (run.get("extra") or {}).get("metadata") or {}
+
+
+def decision_tags(run: dict) -> list[str]:
+    return sorted(tag for tag in run.get("tags") or [] if tag.startswith(("task:", "expert:")))
+
+
+def the_root(runs: dict[str, dict]) -> dict:
+    roots = [run for run in runs.values() if not run.get("parent_run_id")]
+    assert len(roots) == 1, [run.get("name") for run in roots]
+    return roots[0]
+
+
+def assert_carries(run: dict, decision) -> None:
+    """The run's metadata and tags are `decision` (after fallbacks), as LangSmith stores them (JSON)."""
+    meta = metadata(run)
+    assert DECISION_KEYS <= set(meta), sorted(DECISION_KEYS - set(meta))
+    assert meta["task"] == decision.task and meta["expert"] == decision.expert
+    assert meta["confidence"] == pytest.approx(decision.confidence)
+    assert meta["classifier"] == decision.classifier and meta["fallbacks"] == decision.fallbacks
+    assert meta["retrieved_ids"] == [example.id for example in decision.retrieved]
+    assert meta["retrieved_scores"] == pytest.approx([example.score for example in decision.retrieved])
+    assert meta["task_map_version"] == decision.task_map_version
+    assert decision_tags(run) == sorted([f"task:{decision.task}", f"expert:{decision.expert}"])
+
+
+@pytest.mark.parametrize("ingest,client_kwargs", [
+    ("multipart", {}),                            # POST /runs/multipart, the client's default
+    ("zstd", {}),                                 # the same, zstd-compressed (LangSmith with compression on)
+    ("batch", {}),                                # POST /runs/batch (use_multipart_endpoint: false)
+    ("multipart", {"auto_batch_tracing": False}),  # POST /runs at start, PATCH /runs/<id> at end
+], ids=["multipart", "zstd", "batch", "post-patch"])
+def test_root_run_is_coe_router_and_carries_the_decision(langsmith, config, store, ingest, client_kwargs):
+    traced = langsmith(ingest, **client_kwargs)
+    graph = build_graph(config, models=experts(), store=store)
+    result = graph.invoke({"query": MATH}, config=traced.config)       # no run_name: the graph's own name
+    runs = traced.flush()
+
+    root = the_root(runs)
+    assert root["name"] == RUN_NAME and root["run_type"] == "chain"
+    decision = result["decision"]
+    assert decision.task == "math" and decision.expert == "mathematician"
+    assert_carries(root, decision)
+    meta = metadata(root)
+    assert meta["routed_expert"] == "mathematician" and meta["fallback_used"] is False
+    assert meta["failed_experts"] == [] and meta["overrides"] == {}
+    assert meta["retrieved_ids"] and all(isinstance(score, float) for score in meta["retrieved_scores"])
+    # one router run per query: no node or model run is named like the router
+    assert [run["name"] for run in runs.values()].count(RUN_NAME) == 1
+    assert {"retriever", "classifier", "router", "mathematician"} <= {run["name"] for run in runs.values()}
+    encodings = {encoding for method, path, encoding in traced.server.requests if path.startswith("/runs")}
+    assert ("zstd" in encodings) == (ingest == "zstd")     # the compressed path was taken (not only that)
+
+
+def test_the_final_update_itself_carries_the_decision(langsmith, config, store):
+    """The decision is known after the run starts: the run's last PATCH must carry it (LangSmith keeps the
+    update's tags and metadata), and its create must not claim a decision yet."""
+    traced = langsmith("multipart", auto_batch_tracing=False)
+    result = build_graph(config, models=experts(), store=store).invoke({"query": MATH}, config=traced.config)
+    root_id = the_root(traced.flush())["id"]
+    created = [run for op, run in traced.server.operations if op == "post" and str(run["id"]) == root_id]
+    updated = [run for op, run in traced.server.operations if op == "patch" and str(run["id"]) == root_id]
+    assert len(created) == 1 and len(updated) == 1
+    assert decision_tags(created[0]) == [] and "expert" not in metadata(created[0])
+    assert_carries(updated[0], result["decision"])
+
+
+def test_a_fallback_answer_names_the_answering_expert_only(langsmith, config, store):
+    traced = langsmith()
+    graph = build_graph(config, models=experts(math=FailingChat()), store=store)
+    result = graph.invoke({"query": MATH}, config=traced.config)
+    runs = traced.flush()
+
+    root = the_root(runs)
+    assert root["name"] == RUN_NAME
+    assert_carries(root, result["decision"])
+    meta = metadata(root)
+    assert meta["expert"] == "generalist" and meta["routed_expert"] == "mathematician"
+    assert meta["fallback_used"] is True and meta["failed_experts"] == ["mathematician"]
+    assert decision_tags(root) == ["expert:generalist", "task:math"]      # the router's expert:mathematician is gone
+    failed = next(run for run in runs.values() if run["name"] == "mathematician")
+    assert "connection refused" in failed["error"]
+
+
+def test_a_pinned_expert_is_recorded_as_an_override(langsmith, config, store):
+    traced = langsmith()
+    graph = build_graph(config, models=experts(), store=store)
+    result = graph.invoke({"query": MATH}, config=traced.config, context={"expert": "coder"})
+    root = the_root(traced.flush())
+
+    assert root["name"] == RUN_NAME and result["decision"].expert == "coder"
+    assert_carries(root, result["decision"])
+    assert metadata(root)["overrides"] == {"expert": "coder"}
+    assert decision_tags(root) == ["expert:coder", "task:math"]
+
+
+async def test_async_runs_are_annotated_too(langsmith, config, store):
+    traced = langsmith()
+    graph = build_graph(config, models=experts(math=FailingChat()), store=store)
+    result = await graph.ainvoke({"query": MATH}, config=traced.config)
+    root = the_root(traced.flush())
+    assert root["name"] == RUN_NAME
+    assert_carries(root, result["decision"])
+    assert decision_tags(root) == ["expert:generalist", "task:math"]
+
+
+def test_through_the_chat_model_the_nested_router_run_carries_the_decision(langsmith, config, store):
+    traced = langsmith()
+    graph = build_graph(config, models=experts(math=FailingChat()), store=store)
+    reply = CoERouterChatModel.from_graph(graph).invoke(MATH, config=traced.config)
+    runs = traced.flush()
+
+    root = the_root(runs)
+    assert root["run_type"] == "llm" and root["name"] != RUN_NAME       # the LangChain app's own call
+    routers = [run for run in runs.values() if run["name"] == RUN_NAME]
+    assert len(routers) == 1
+    router = routers[0]
+    assert str(router["parent_run_id"]) == str(root["id"])
+    coe = reply.response_metadata["coe"]
+    assert coe["expert"] == "generalist" and coe["task"] == "math"
+    meta = metadata(router)
+    assert DECISION_KEYS <= set(meta)
+    assert meta["task"] == "math" and meta["expert"] == "generalist" and meta["routed_expert"] == "mathematician"
+    assert meta["fallback_used"] is True and meta["failed_experts"] == ["mathematician"]
+    assert decision_tags(router) == ["expert:generalist", "task:math"]
+
+
+PLAN = {"subtasks": [
+    {"text": "compute the sum of the first ten integers", "task": "math"},
+    {"text": "write a python function that returns that sum", "task": "code"},
+]}
+
+
+def test_planned_run_root_carries_the_final_decision_and_each_step_its_own(langsmith, config, store):
+    plan_config = config.replace(
+        mode="plan",
+        models={**config.model_dump(by_alias=True)["models"],
+                "planner-model": {"provider": "openai", "model": "p", "base_url": "http://127.0.0.1:9/v1"}},
+        planner={"model": "planner-model", "max_steps": 3},
+    )
+    planner = ScriptedChat(reply=lambda p: "FINAL" if p.startswith("Experts worked") else json.dumps(PLAN), seen=[])
+    traced = langsmith()
+    graph = build_graph(plan_config, models={**experts(), "planner-model": planner}, store=store)
+    result = graph.invoke({"query": "sum 1..10 then code it"}, config=traced.config)
+    runs = traced.flush()
+
+    assert result["plan_status"] == "planned" and result["answer"] == "FINAL"
+    root = the_root(runs)
+    assert root["name"] == RUN_NAME
+    final = result["decision"]
+    assert (final.task, final.expert) == ("code", "coder")                # the last step's decision
+    assert_carries(root, final)
+    assert decision_tags(root) == ["expert:coder", "task:code"]           # no step's tags left over
+    steps = sorted((run for run in runs.values() if run["name"] == RUN_NAME and run.get("parent_run_id")),
+                   key=lambda run: run["dotted_order"])
+    assert [(metadata(run)["task"], metadata(run)["expert"]) for run in steps] == [
+        ("math", "mathematician"), ("code", "coder")]
+    assert [decision_tags(run) for run in steps] == [["expert:mathematician", "task:math"],
+                                                     ["expert:coder", "task:code"]]
