@@ -1,0 +1,35 @@
+"""The README's "Use it from LangChain" snippets run as written, on the embedded default."""
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def langchain_snippets() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Use it from LangChain"):]
+    section = section[: section.index("\n## ", 4)]
+    return re.findall(r"```python\n(.*?)```", section, flags=re.DOTALL)
+
+
+def test_the_section_has_the_python_uses():
+    assert len(langchain_snippets()) == 4
+
+
+@pytest.mark.parametrize("number", range(4))
+def test_snippet_runs(number):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(langchain_snippets()[number], f"README snippet {number + 1}", "exec"), {})
+    printed = out.getvalue()
+    assert printed.strip()
+    if number == 2:
+        assert "cannot call tools" in printed
+    if number == 3:
+        assert "smollm2 {'expert': 'smollm2'}" in printed
