@@ -36,6 +36,7 @@ from langgraph.pregel.main import Pregel
 from pydantic import ConfigDict, Field
 
 from coe_router.defaults import RUN_NAME
+from coe_router.models.sampling import SAMPLING_PARAMS
 from coe_router.routing.expert_call import ANSWER_TAG
 
 
@@ -98,6 +99,9 @@ class CoERouterChatModel(BaseChatModel):
         if kwargs.get("tools"):
             inputs["tools"] = kwargs["tools"]
             inputs["tool_choice"] = kwargs.get("tool_choice")
+        sampling = {key: kwargs[key] for key in SAMPLING_PARAMS if kwargs.get(key) is not None}
+        if sampling:
+            inputs["sampling"] = sampling
         config: dict[str, Any] = {"callbacks": callbacks, "run_name": RUN_NAME}
         if self.graph.checkpointer is not None:
             config["configurable"] = {"thread_id": uuid.uuid4().hex}  # stateless: the conversation comes in
@@ -117,12 +121,12 @@ class CoERouterChatModel(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        inputs, config, context = self._call(messages, kwargs, _child_callbacks(run_manager))
+        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, _child_callbacks(run_manager))
         return self._result(self._answer(self.graph.invoke(inputs, config, context=context)))
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        inputs, config, context = self._call(messages, kwargs, _child_callbacks(run_manager))
+        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, _child_callbacks(run_manager))
         return self._result(self._answer(await self.graph.ainvoke(inputs, config, context=context)))
 
     # --- streaming ------------------------------------------------------------------------------------------------
@@ -152,7 +156,7 @@ class CoERouterChatModel(BaseChatModel):
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        inputs, config, context = self._call(messages, kwargs, _child_callbacks(run_manager))
+        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, _child_callbacks(run_manager))
         final, streamed = None, False
         for mode, payload in self.graph.stream(inputs, config, context=context, stream_mode=["messages", "values"]):
             if mode == "values":
@@ -167,7 +171,7 @@ class CoERouterChatModel(BaseChatModel):
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        inputs, config, context = self._call(messages, kwargs, _child_callbacks(run_manager))
+        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, _child_callbacks(run_manager))
         final, streamed = None, False
         async for mode, payload in self.graph.astream(inputs, config, context=context,
                                                       stream_mode=["messages", "values"]):

@@ -48,7 +48,8 @@ class InputState(TypedDict):
     """A query as text (`query`) or as a conversation (`messages`, the last human turn is routed), with its
     options when it is a multiple-choice question.
 
-    `tools` / `tool_choice` (OpenAI tool schemas) are bound to the routed expert. `context` (outputs of earlier
+    `tools` / `tool_choice` (OpenAI tool schemas) are bound to the routed expert, `sampling` (temperature,
+    max_tokens, top_p, stop, seed, penalties, response_format) goes with its call. `context` (outputs of earlier
     plan steps) reaches the expert but not the retriever or classifier, so a step is classified by its own text;
     `task_hint` is the planner's task for a step, used when it names a configured task.
     """
@@ -58,6 +59,7 @@ class InputState(TypedDict):
     options: NotRequired[list[str] | None]
     tools: NotRequired[list[dict] | None]
     tool_choice: NotRequired[str | dict | None]
+    sampling: NotRequired[dict | None]
     context: NotRequired[str | None]
     task_hint: NotRequired[str | None]
 

@@ -46,7 +46,7 @@ def make_expert_node(pool: ExpertPool) -> Callable[[RouterState, RunnableConfig]
                 answer = ask_expert(name, spec, model, question, state.get("options"), decision.task,
                                     _trace_metadata(decision, errors), conversation=state.get("messages") or [],
                                     tools=state.get("tools"), tool_choice=state.get("tool_choice"),
-                                    answer_path=True)
+                                    sampling=state.get("sampling"), answer_path=True)
             except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
                 errors[name] = f"{type(exc).__name__}: {exc}"
                 continue

@@ -21,25 +21,34 @@ from coe_router.run_annotations import annotate_router_run
 from coe_router.schema import Route, RoutingDecision, TaskDecision
 
 
+def review_error(task_map: TaskMap, choice: object) -> str | None:
+    """Why a review answer cannot be used (None when it can): it must name a task or an expert of the map."""
+    if isinstance(choice, dict) and (choice.get("expert") in task_map.experts() or choice.get("task") in task_map.ranking):
+        return None
+    return (f"review answer must be {{'task': one of {sorted(task_map.ranking)}}} or "
+            f"{{'expert': one of {task_map.experts()}}}, got {choice!r}")
+
+
 def _human_review(task_map: TaskMap, state: RouterState, task: TaskDecision) -> tuple[TaskDecision, Route]:
     """Pause the run (LangGraph interrupt) until a person picks a task or an expert; resume with
-    `Command(resume={"task": ...})` or `Command(resume={"expert": ...})` on the same thread id."""
-    choice = interrupt({
+    `Command(resume={"task": ...})` or `Command(resume={"expert": ...})` on the same thread id. A wrong answer
+    pauses the run again (with the error in the request), so a typo never leaves the thread unusable."""
+    request = {
         "reason": "the classifier could not place this query",
         "query": state["query"],
         "tasks": sorted(task_map.ranking),
         "experts": task_map.experts(),
-    })
-    if isinstance(choice, dict) and choice.get("expert") in task_map.experts():
+    }
+    choice = interrupt(request)
+    while (problem := review_error(task_map, choice)) is not None:
+        choice = interrupt({**request, "error": problem})
+    if choice.get("expert") in task_map.experts():
         expert = choice["expert"]
         others = [e for e in task_map.experts() if e != expert]
         return task.model_copy(update={"source": f"{task.source}+review"}), Route(
             expert=expert, fallbacks=others, reason="human review: expert")
-    if isinstance(choice, dict) and choice.get("task") in task_map.ranking:
-        reviewed = TaskDecision(task=choice["task"], confidence=1.0, source=f"{task.source}+review")
-        return reviewed, task_map.route(reviewed.task).model_copy(update={"reason": "human review: task"})
-    raise ValueError(f"review answer must be {{'task': one of {sorted(task_map.ranking)}}} or "
-                     f"{{'expert': one of {task_map.experts()}}}, got {choice!r}")
+    reviewed = TaskDecision(task=choice["task"], confidence=1.0, source=f"{task.source}+review")
+    return reviewed, task_map.route(reviewed.task).model_copy(update={"reason": "human review: task"})
 
 
 def consulted_experts(task_map: TaskMap, task: TaskDecision, route: Route, fanout: int) -> list[str]:

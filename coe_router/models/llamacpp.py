@@ -154,18 +154,42 @@ class LocalLlama:
             return reply["choices"][0]["text"]
 
     def chat(self, messages: list[dict], *, max_tokens: int, temperature: float, stop: list[str] | None = None,
-             stream: bool = False) -> Any:
-        """An OpenAI-style chat completion (a stream of chunks with stream=True)."""
+             stream: bool = False, response_format: dict | None = None, **sampling: Any) -> Any:
+        """An OpenAI-style chat completion (a stream of chunks with stream=True). `sampling`: top_p, seed,
+        frequency_penalty, presence_penalty; `response_format` ({"type": "json_object"[, "schema": ...]} or
+        {"type": "json_schema", "json_schema": {"schema": ...}}) constrains the output with a JSON grammar."""
+        grammar = _json_grammar(response_format)
         with self.lock:
             if self.has_chat_template:
                 return self.llama.create_chat_completion(
-                    messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop, stream=stream
+                    messages=messages, max_tokens=max_tokens, temperature=temperature, stop=stop, stream=stream,
+                    grammar=grammar, **sampling,
                 )
             completion = self.llama.create_completion(
                 _transcript(messages), max_tokens=max_tokens, temperature=temperature,
-                stop=[*(stop or []), *_TRANSCRIPT_STOPS], stream=stream,
+                stop=[*(stop or []), *([] if grammar else _TRANSCRIPT_STOPS)], stream=stream, grammar=grammar,
+                **sampling,
             )
             return _as_chat_chunks(completion) if stream else _as_chat(completion)
+
+
+def _json_grammar(response_format: dict | None):
+    """The llama.cpp grammar of an OpenAI `response_format` (None for text)."""
+    if not response_format or response_format.get("type") == "text":
+        return None
+    from llama_cpp import LlamaGrammar
+
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
+    elif kind == "json_object":
+        schema = response_format.get("schema") or {"type": "object"}
+    else:
+        raise ValueError(f"response_format type {kind!r} is not supported (text, json_object, json_schema)")
+    return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+
+
+SAMPLING_KEYS = ("top_p", "seed", "frequency_penalty", "presence_penalty", "response_format")
 
 
 _TRANSCRIPT_STOPS = ["\nQuestion:", "\n\n\n"]
@@ -228,6 +252,14 @@ class LlamaCppChat(BaseChatModel):
     def _messages(self, messages: list[BaseMessage]) -> list[dict]:
         return [{"role": _role(m), "content": m.text} for m in messages]
 
+    def _options(self, stop: list[str] | None, kwargs: dict) -> dict:
+        """Generation options: the config's max_tokens and temperature unless the call sets them, plus the
+        call's sampling options (see LocalLlama.chat)."""
+        options = {"max_tokens": kwargs.get("max_tokens") or self.max_tokens,
+                   "temperature": kwargs.get("temperature", self.temperature), "stop": stop or kwargs.get("stop")}
+        options.update({key: kwargs[key] for key in SAMPLING_KEYS if kwargs.get(key) is not None})
+        return options
+
     def score_continuations(self, prompt: str, continuations: Sequence[str], *,
                             config: RunnableConfig | None = None) -> list[tuple[float, int]]:
         """`LocalLlama.score`, reported to the run's callbacks as an LLM run (inputs: the prompt; output: the
@@ -264,12 +296,7 @@ class LlamaCppChat(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        response = self.local.chat(
-            self._messages(messages),
-            max_tokens=kwargs.get("max_tokens", self.max_tokens),
-            temperature=kwargs.get("temperature", self.temperature),
-            stop=stop,
-        )
+        response = self.local.chat(self._messages(messages), **self._options(stop, kwargs))
         choice = response["choices"][0]
         usage = response.get("usage") or {}
         message = AIMessage(
@@ -286,13 +313,7 @@ class LlamaCppChat(BaseChatModel):
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         with self.local.lock:
-            chunks = self.local.chat(
-                self._messages(messages),
-                max_tokens=kwargs.get("max_tokens", self.max_tokens),
-                temperature=kwargs.get("temperature", self.temperature),
-                stop=stop,
-                stream=True,
-            )
+            chunks = self.local.chat(self._messages(messages), stream=True, **self._options(stop, kwargs))
             generated = 0
             for part in chunks:
                 text = part["choices"][0].get("delta", {}).get("content") or ""

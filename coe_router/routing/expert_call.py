@@ -15,6 +15,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, ConfigDict
 
 from coe_router.config import ExpertSpec
+from coe_router.models.sampling import with_sampling
 from coe_router.models.scoring import likelihood_scorer
 from coe_router.prompts.expert import CHOICE_PREFIX, LETTERS, extract_choice, format_expert_prompt, format_options
 
@@ -78,9 +79,10 @@ def _with_tools(name: str, spec: ExpertSpec, model: BaseChatModel, tools: list[d
 def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str, options: Sequence[str] | None,
                task: str, run_metadata: dict | None = None, *, conversation: Sequence[BaseMessage] = (),
                tools: list[dict] | None = None, tool_choice: str | dict | None = None,
-               answer_path: bool = False) -> ExpertAnswer:
+               sampling: dict | None = None, answer_path: bool = False) -> ExpertAnswer:
     """One expert's answer; raises whatever the model raises (the caller decides about fallbacks).
 
+    `sampling`: the caller's generation options (models/sampling.py), honoured by every expert kind.
     `answer_path`: this call's tokens are the answer a stream forwards (tagged `coe:answer`).
     """
     tags = ["coe:expert", f"expert:{name}", f"task:{task}", *([ANSWER_TAG] if answer_path else [])]
@@ -90,7 +92,7 @@ def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str,
         "metadata": {"role": "expert", "expert": name, "task": task, **(run_metadata or {})},
     }
     scorer = likelihood_scorer(model)
-    if options and scorer is not None and not tools:
+    if options and scorer is not None and not tools and not sampling:
         scores = scorer.score_continuations(_choice_prompt(question, options, task), list(LETTERS[: len(options)]),
                                             config=config)
         best = max(range(len(options)), key=lambda i: scores[i][0])
@@ -99,8 +101,8 @@ def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str,
         prompt = format_expert_prompt(question, options, task)
     else:
         prompt = question + (f"\n\n{format_options(options)}" if options else "")
-    reply = _with_tools(name, spec, model, tools, tool_choice).invoke(
-        expert_messages(spec, prompt, conversation), config=config)
+    chat = with_sampling(_with_tools(name, spec, model, tools, tool_choice), sampling)
+    reply = chat.invoke(expert_messages(spec, prompt, conversation), config=config)
     text = reply.text
     if not text.strip() and not getattr(reply, "tool_calls", None):
         raise EmptyAnswerError("the model returned an empty answer")

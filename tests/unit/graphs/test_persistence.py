@@ -50,3 +50,23 @@ def test_known_tasks_are_not_paused(tmp_path, store):
     graph = build_graph(review_config(tmp_path), models=models(), store=store)
     result = graph.invoke({"query": "write a python function"}, {"configurable": {"thread_id": "t-3"}})
     assert "__interrupt__" not in result and result["decision"].expert == "coder"
+
+
+def test_a_wrong_review_answer_pauses_again_and_the_thread_stays_resumable(tmp_path, store):
+    graph = build_graph(review_config(tmp_path, "memory"), models=models(), store=store)
+    thread = {"configurable": {"thread_id": "t-4"}}
+    graph.invoke({"query": "zzz qqq"}, thread)
+    again = graph.invoke(Command(resume={"task": "cdoe"}), thread)
+    request = again["__interrupt__"][0].value
+    assert "review answer must be" in request["error"] and "'cdoe'" in request["error"]
+    result = graph.invoke(Command(resume={"task": "code"}), thread)
+    assert result["decision"].expert == "coder" and result["answer"] == "answer from code-model"
+
+
+def test_sqlite_checkpoints_load_router_types_without_warnings(tmp_path, store, caplog):
+    graph = build_graph(review_config(tmp_path), models=models(), store=store)
+    thread = {"configurable": {"thread_id": "t-5"}}
+    graph.invoke({"query": "zzz qqq"}, thread)
+    with caplog.at_level("WARNING"):
+        graph.invoke(Command(resume={"task": "code"}), thread)
+    assert not [r for r in caplog.records if "unregistered type" in r.getMessage()]
