@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Callable
 
 from coe_router.graphs.state import RouterState
+from coe_router.redact import redact
 from coe_router.routing.expert_call import ask_expert, with_context
 from coe_router.routing.pool import ExpertPool
 from coe_router.schema import Consultation
@@ -23,7 +24,7 @@ def make_consult_node(pool: ExpertPool) -> Callable[[RouterState], dict]:
                                 {"fanout_rank": record.rank, "task_map_version": decision.task_map_version},
                                 conversation=state.get("messages") or [])
         except Exception as exc:  # noqa: BLE001 - one expert's failure must not sink the others
-            return {"consultations": [record.model_copy(update={"error": f"{type(exc).__name__}: {exc}"})]}
+            return {"consultations": [record.model_copy(update={"error": redact(f"{type(exc).__name__}: {exc}")})]}
         return {"consultations": [record.model_copy(update={"answer": answer.text, "choice": answer.choice})]}
 
     return consult

@@ -12,6 +12,7 @@ from langchain_core.language_models import BaseChatModel
 
 from coe_router.config import ConfigError, LlamaCppModel, OpenAIModel, RouterConfig
 from coe_router.models.llamacpp import LlamaCppChat, LocalLlama, ModelFileError, gguf_from_package
+from coe_router.redact import register_secret
 
 
 @functools.lru_cache(maxsize=None)
@@ -43,6 +44,7 @@ def _openai_chat(name: str, spec: OpenAIModel) -> BaseChatModel:
     api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
     if spec.api_key_env and not api_key:
         raise ConfigError(f"models.{name}.api_key_env: environment variable {spec.api_key_env} is not set")
+    register_secret(api_key)
     http_client, http_async_client = _shared_http_clients(spec.base_url)
     return ChatOpenAI(
         model=spec.model,

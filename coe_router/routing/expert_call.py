@@ -18,6 +18,7 @@ from coe_router.config import ExpertSpec
 from coe_router.models.sampling import with_sampling
 from coe_router.models.scoring import likelihood_scorer
 from coe_router.prompts.expert import CHOICE_PREFIX, LETTERS, extract_choice, format_expert_prompt, format_options
+from coe_router.routing.context_window import answer_budget, check_fits
 
 ANSWER_TAG = "coe:answer"
 """Tag of every model call whose tokens are the answer (the expert, the aggregator's refine, the synthesizer), so
@@ -101,8 +102,10 @@ def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str,
         prompt = format_expert_prompt(question, options, task)
     else:
         prompt = question + (f"\n\n{format_options(options)}" if options else "")
+    messages = expert_messages(spec, prompt, conversation)
+    check_fits(name, model, messages, answer_budget(model, sampling))
     chat = with_sampling(_with_tools(name, spec, model, tools, tool_choice), sampling)
-    reply = chat.invoke(expert_messages(spec, prompt, conversation), config=config)
+    reply = chat.invoke(messages, config=config)
     text = reply.text
     if not text.strip() and not getattr(reply, "tool_calls", None):
         raise EmptyAnswerError("the model returned an empty answer")

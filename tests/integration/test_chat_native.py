@@ -10,7 +10,7 @@ from langchain_core.tracers.base import BaseTracer
 from langgraph.checkpoint.memory import InMemorySaver
 
 from coe_router import CoERouterChatModel, build_graph, load_config
-from coe_router.nodes import ExpertsFailedError
+from coe_router import ToolsUnsupportedError
 from tests.integration.openai_expert import llama_cpp_server
 
 pytestmark = pytest.mark.integration
@@ -79,7 +79,7 @@ def test_chat_model_invoke_stream_batch_and_chain(router):
 
 
 def test_local_experts_cannot_call_tools_and_the_error_names_each(router):
-    with pytest.raises(ExpertsFailedError) as failed:
+    with pytest.raises(ToolsUnsupportedError) as failed:
         router.bind_tools([multiply]).invoke("What is 6 times 7?")
     assert "expert 'gemma3'" in str(failed.value) and "expert 'smollm2'" in str(failed.value)
     assert "cannot call tools" in str(failed.value)

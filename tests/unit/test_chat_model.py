@@ -8,7 +8,7 @@ from langchain_core.tools import tool
 from pydantic import BaseModel
 
 from coe_router import CoERouterChatModel
-from coe_router.nodes import ExpertsFailedError
+from coe_router import ToolsUnsupportedError
 from tests.fakes import ScriptedChat, ToolCallingChat
 
 MATH = "solve the equation for x: 2x + 3 = 7"
@@ -90,7 +90,7 @@ def test_with_structured_output_passes_through(config, store):
 
 
 def test_tools_on_experts_that_cannot_call_them_name_every_expert(router):
-    with pytest.raises(ExpertsFailedError, match=r"mathematician: ToolsUnsupportedError: expert 'mathematician'"):
+    with pytest.raises(ToolsUnsupportedError, match=r"expert 'mathematician' \(model 'math-model'\) cannot call"):
         router.bind_tools([multiply]).invoke(MATH)
 
 

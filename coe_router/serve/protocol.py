@@ -1,0 +1,169 @@
+"""The OpenAI chat-completions contract: the request the service accepts, and the completion and chunks it sends.
+
+Everything of the request that can change an answer is either forwarded to the routed expert (the conversation,
+sampling options, tools, response_format) or refused with a 400 `unsupported_parameter` naming it: nothing is
+dropped without a word.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from coe_router.models.sampling import SAMPLING_PARAMS
+
+IGNORED_PARAMS = {"user", "metadata", "store", "parallel_tool_calls"}
+"""Accepted and recorded, but they cannot change an answer (`parallel_tool_calls`: experts call one tool at a time
+or several, as they do)."""
+
+
+class ProtocolError(ValueError):
+    """A request the service cannot serve as asked; `status` and `code` go into the OpenAI-style error body."""
+
+    def __init__(self, status: int, message: str, code: str, param: str | None = None):
+        super().__init__(message)
+        self.status, self.code, self.param = status, code, param
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _text_parts(cls, content):
+        """Content parts must be text parts with string text (images and audio cannot be routed)."""
+        if isinstance(content, list):
+            for number, part in enumerate(content):
+                if part.get("type") != "text":
+                    raise ValueError(f"part {number}: only text parts are supported, got {part.get('type')!r}")
+                if not isinstance(part.get("text"), str):
+                    raise ValueError(f"part {number}: `text` must be a string")
+        return content
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    max_tokens: int | None = Field(None, gt=0)
+    max_completion_tokens: int | None = Field(None, gt=0)
+    stop: str | list[str] | None = None
+    n: int | None = Field(None, ge=1)
+    seed: int | None = None
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+    def check_supported(self) -> None:
+        """Refuse what no expert call can honour, naming the parameter."""
+        unknown = sorted(set(self.model_extra or {}) - IGNORED_PARAMS)
+        if unknown:
+            raise ProtocolError(400, f"unsupported parameter {unknown[0]!r}: the router forwards "
+                                     f"{', '.join(SAMPLING_PARAMS)}, tools and tool_choice", "unsupported_parameter",
+                                unknown[0])
+        if self.n not in (None, 1):
+            raise ProtocolError(400, "unsupported parameter 'n': the router answers with one choice",
+                                "unsupported_parameter", "n")
+        if self.response_format and self.response_format.get("type") not in ("text", "json_object", "json_schema"):
+            raise ProtocolError(400, f"unsupported response_format type {self.response_format.get('type')!r}",
+                                "unsupported_parameter", "response_format")
+
+    def conversation(self) -> list[BaseMessage]:
+        """The messages as LangChain messages (developer turns are system turns); needs a user turn."""
+        if not any(m.role == "user" for m in self.messages):
+            raise ProtocolError(400, "messages must contain a user message", "no_user_message", "messages")
+        dicts = []
+        for message in self.messages:
+            data = message.model_dump(exclude_none=True)
+            data["role"] = "system" if message.role == "developer" else message.role
+            if isinstance(data.get("content"), list):
+                data["content"] = "".join(part["text"] for part in data["content"])
+            data.setdefault("content", "")
+            dicts.append(data)
+        try:
+            return convert_to_messages(dicts)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ProtocolError(400, f"messages: {exc}", "invalid_body", "messages") from None
+
+    def sampling(self) -> dict[str, Any]:
+        options = {key: getattr(self, key) for key in SAMPLING_PARAMS if getattr(self, key, None) is not None}
+        if self.max_completion_tokens is not None:
+            options["max_tokens"] = self.max_completion_tokens
+        if isinstance(options.get("stop"), str):
+            options["stop"] = [options["stop"]]
+        return options
+
+    @property
+    def include_usage(self) -> bool:
+        return bool((self.stream_options or {}).get("include_usage"))
+
+
+def new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def usage(message: AIMessage | None) -> dict[str, int]:
+    counts = (message.usage_metadata if message is not None else None) or {}
+    prompt, completion = counts.get("input_tokens", 0), counts.get("output_tokens", 0)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+
+def tool_calls(message: AIMessage) -> list[dict]:
+    return [{"id": call["id"], "type": "function",
+             "function": {"name": call["name"], "arguments": json.dumps(call["args"], ensure_ascii=False)}}
+            for call in message.tool_calls]
+
+
+def answer_model(message: AIMessage | None, fallback: str) -> str:
+    """The answering expert's model (the upstream model id when the expert reported one)."""
+    if message is None:
+        return fallback
+    return message.response_metadata.get("expert_model") or message.response_metadata.get("model_name") or fallback
+
+
+def completion(completion_id: str, message: AIMessage, decision: dict, fallback_model: str) -> dict:
+    body: dict[str, Any] = {"role": "assistant", "content": message.text}
+    finish = "stop"
+    if message.tool_calls:
+        body["tool_calls"], finish = tool_calls(message), "tool_calls"
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": answer_model(message, fallback_model),
+        "choices": [{"index": 0, "message": body, "finish_reason": finish, "logprobs": None}],
+        "usage": usage(message),
+        "coe": decision,
+    }
+
+
+def chunk(completion_id: str, model: str, delta: dict | None, finish: str | None = None, **extra: Any) -> str:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
+    body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "choices": choices, **extra}
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+def error_event(message: str, code: str) -> str:
+    return f"data: {json.dumps({'error': {'message': message, 'type': 'server_error', 'code': code}})}\n\n"
+
+
+DONE = "data: [DONE]\n\n"
