@@ -23,4 +23,8 @@ def check_query(query: object, max_chars: int = MAX_QUERY_CHARS) -> str:
         raise InvalidQueryError(f"query has {len(query)} characters; the limit is {max_chars} (limits.max_query_chars)")
     if "\x00" in query:
         raise InvalidQueryError("query contains a NUL character")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidQueryError(f"query is not valid Unicode ({exc.reason} at character {exc.start})") from None
     return query

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from typing import AsyncIterator
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
@@ -35,3 +37,22 @@ def checkpointer_from_config(config: RouterConfig):
     path = config.resolve_path(config.persistence.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False), serde=checkpoint_serializer())
+
+
+@contextlib.asynccontextmanager
+async def open_async_checkpointer(config: RouterConfig) -> AsyncIterator[object | None]:
+    """The configured checkpointer for an async service, open for the life of the block: AsyncSqliteSaver (the
+    sync SqliteSaver has no async methods) for sqlite, in-process memory, or None."""
+    kind = config.persistence.checkpointer
+    if kind != "sqlite":
+        yield checkpointer_from_config(config)
+        return
+    try:
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    except ImportError:
+        raise ConfigError("persistence.checkpointer: sqlite in `coe serve` needs aiosqlite (pip install aiosqlite)") from None
+    path = config.resolve_path(config.persistence.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        saver.serde = checkpoint_serializer()
+        yield saver

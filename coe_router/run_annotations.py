@@ -18,16 +18,20 @@ DECISION_TAG_PREFIXES = ("task:", "expert:")
 
 
 def decision_metadata(decision: RoutingDecision) -> dict:
-    """The decision as flat run metadata (LangSmith filters on these keys)."""
+    """The decision as flat run metadata (LangSmith filters on these keys). `fallback_used`: the routed expert
+    failed and another one answered (a fan-out vote won by another consulted expert is no fallback)."""
+    routed = (decision.tried or [decision.expert])[0]
     return {
         "task": decision.task,
         "confidence": decision.confidence,
         "classifier": decision.classifier,
         "expert": decision.expert,
-        "routed_expert": (decision.tried or [decision.expert])[0],
+        "routed_expert": routed,
         "fallbacks": decision.fallbacks,
-        "fallback_used": bool(decision.tried) and decision.tried[-1] != decision.tried[0],
+        "fallback_used": decision.expert != routed and routed in decision.errors,
         "failed_experts": list(decision.errors),
+        "consulted": [consultation.expert for consultation in decision.consulted],
+        "aggregation": decision.aggregation,
         "retrieved_ids": [example.id for example in decision.retrieved],
         "retrieved_scores": [example.score for example in decision.retrieved],
         "task_map_version": decision.task_map_version,
@@ -55,8 +59,9 @@ def annotate_router_run(config: RunnableConfig | None, decision: RoutingDecision
             run = parent
         if run is None:
             continue
+        # replaced, not updated in place: the decision belongs to this run only, not to any dict it shares
         run.extra = run.extra or {}
-        run.extra.setdefault("metadata", {}).update(decision_metadata(decision))
+        run.extra["metadata"] = {**(run.extra.get("metadata") or {}), **decision_metadata(decision)}
         kept = [tag for tag in (run.tags or []) if not tag.startswith(DECISION_TAG_PREFIXES)]
         run.tags = [*kept, f"task:{decision.task}", f"expert:{decision.expert}"]
         annotated += 1

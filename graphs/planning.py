@@ -19,11 +19,11 @@ from coe_router.nodes.step import make_step_node
 from coe_router.nodes.synthesizer import make_synthesizer_node
 from coe_router.routing.plans import Planner
 
-from .state import InputState, PlanOutputState, PlanState
+from .state import InputState, PlanOutputState, PlanState, read
 
 
 def next_step(state: PlanState) -> Literal["step", "synthesizer"]:
-    return "step" if len(state.get("steps") or []) < len(state["plan"].subtasks) else "synthesizer"
+    return "step" if len(read(state, "steps", [])) < len(read(state, "plan").subtasks) else "synthesizer"
 
 
 def build_planning_graph(*, planner: Planner, step_graph, synthesizer: BaseChatModel | None = None,

@@ -36,6 +36,26 @@ def consultations_reducer(left: list[Consultation] | None, right: list | None) -
     return [*(left or []), *TypeAdapter(list[Consultation]).validate_python(right)]
 
 
+STATE_TYPES: dict[str, TypeAdapter] = {
+    "route": TypeAdapter(Route),
+    "decision": TypeAdapter(RoutingDecision),
+    "task_decision": TypeAdapter(TaskDecision),
+    "retrieved": TypeAdapter(list[RetrievedExample]),
+    "consultations": TypeAdapter(list[Consultation]),
+    "plan": TypeAdapter(Plan),
+    "steps": TypeAdapter(list[Step]),
+}
+
+
+def read(state: dict, key: str, default: Any = None) -> Any:
+    """A typed value of the state, whatever shape it was stored in. A checkpointer may hand back plain dicts (a
+    server that deserializes strictly, a state edited as JSON): nodes read through this, never `state[key].x`."""
+    value = state.get(key)
+    if value is None:
+        return default
+    return STATE_TYPES[key].validate_python(value)
+
+
 keep_decision = typed(RoutingDecision)
 keep_retrieved = typed(list[RetrievedExample])
 keep_task_decision = typed(TaskDecision)

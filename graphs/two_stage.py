@@ -27,12 +27,12 @@ from coe_router.retrieval.store import ExampleStore
 from coe_router.routing.classifiers import TaskClassifier
 from coe_router.routing.pool import ExpertPool
 
-from .state import InputState, OutputState, RouterState
+from .state import InputState, OutputState, RouterState, read
 
 
 def dispatch(state: RouterState) -> Literal["expert"] | list[Send]:
     """One expert, or a Send to `consult` for each expert of the fan-out (best-ranked first)."""
-    consult = state["route"].consult
+    consult = read(state, "route").consult
     if not consult:
         return "expert"
     shared = {key: state.get(key) for key in ("query", "messages", "options", "context", "decision")}

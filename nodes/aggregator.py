@@ -14,7 +14,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 
-from coe_router.graphs.state import RouterState
+from coe_router.graphs.state import RouterState, read
 from coe_router.prompts.aggregator import format_refine_prompt
 from coe_router.routing.expert_call import ANSWER_TAG
 from coe_router.routing.reply import answer_message
@@ -33,11 +33,11 @@ def vote(answers: list[Consultation]) -> Consultation:
 
 def make_aggregator_node(synthesizer: BaseChatModel | None) -> Callable[[RouterState, RunnableConfig], dict]:
     def aggregator(state: RouterState, config: RunnableConfig) -> dict:
-        consulted = sorted(state.get("consultations") or [], key=lambda c: c.rank)
+        consulted = sorted(read(state, "consultations", []), key=lambda c: c.rank)
         answered = [c for c in consulted if c.error is None]
         if not answered:
             raise ExpertsFailedError({c.expert: c.error or "no answer" for c in consulted})
-        decision = state["decision"]
+        decision = read(state, "decision")
         errors = {c.expert: c.error for c in consulted if c.error}
         with_choice = [c for c in answered if c.choice]
         if with_choice:

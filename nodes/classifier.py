@@ -14,7 +14,7 @@ from langgraph.runtime import Runtime
 
 from coe_router.defaults import UNKNOWN_TASK
 from coe_router.graphs.context import InvalidContextError, RouterContext, run_context
-from coe_router.graphs.state import RouterState
+from coe_router.graphs.state import RouterState, read
 from coe_router.routing.classifiers import TaskClassifier
 from coe_router.schema import RetrievedExample, TaskDecision
 
@@ -47,12 +47,12 @@ def make_classifier_node(classify: TaskClassifier, tasks: Iterable[str] = (), re
                 decide, needed = classify.with_threshold(context.threshold), context.threshold
             except ValueError as exc:
                 raise InvalidContextError(f"context.threshold: {exc}") from None
-        decision = decide(state["query"], state.get("options"), state.get("retrieved", []))
+        decision = decide(state["query"], state.get("options"), read(state, "retrieved", []))
         update: dict = {}
         earlier = previous_human_turn(state)
         if earlier and (decision.task == UNKNOWN_TASK or decision.confidence < needed):
             joined = f"{earlier}\n{state['query']}"
-            retrieved = list(retrieve(joined)) if retrieve else state.get("retrieved", [])
+            retrieved = list(retrieve(joined)) if retrieve else read(state, "retrieved", [])
             second = decide(joined, state.get("options"), retrieved)
             if second.task != UNKNOWN_TASK and (decision.task == UNKNOWN_TASK or second.confidence > decision.confidence):
                 decision = second.model_copy(update={"source": f"{second.source}+conversation"})

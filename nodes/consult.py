@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from coe_router.graphs.state import RouterState
+from coe_router.graphs.state import RouterState, read
 from coe_router.redact import redact
 from coe_router.routing.expert_call import ask_expert, with_context
 from coe_router.routing.pool import ExpertPool
@@ -14,7 +14,7 @@ from coe_router.schema import Consultation
 
 def make_consult_node(pool: ExpertPool) -> Callable[[RouterState], dict]:
     def consult(state: RouterState) -> dict:
-        name, decision = state["consult_expert"], state["decision"]
+        name, decision = state["consult_expert"], read(state, "decision")
         task = decision.task
         record = Consultation(expert=name, task=task, rank=state["consult_rank"])
         question = with_context(state["query"], state.get("context"))

@@ -6,7 +6,7 @@ from typing import Callable
 
 from langchain_core.runnables import RunnableConfig
 
-from coe_router.graphs.state import RouterState
+from coe_router.graphs.state import RouterState, read
 from coe_router.redact import redact
 from coe_router.routing.context_window import ContextWindowError, QueryTooLongError
 from coe_router.routing.expert_call import ToolsUnsupportedError, ask_expert, with_context
@@ -50,7 +50,7 @@ def _trace_metadata(decision, errors: dict[str, str]) -> dict:
 
 def make_expert_node(pool: ExpertPool) -> Callable[[RouterState, RunnableConfig], dict]:
     def expert(state: RouterState, config: RunnableConfig) -> dict:
-        route, decision = state["route"], state["decision"]
+        route, decision = read(state, "route"), read(state, "decision")
         question = with_context(state["query"], state.get("context"))
         errors: dict[str, str] = {}
         failures: dict[str, Exception] = {}

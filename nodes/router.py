@@ -14,7 +14,7 @@ from langgraph.types import interrupt
 
 from coe_router.defaults import UNKNOWN_TASK
 from coe_router.graphs.context import InvalidContextError, RouterContext, run_context
-from coe_router.graphs.state import RouterState
+from coe_router.graphs.state import RouterState, read
 from coe_router.routing.pool import ExpertPool
 from coe_router.routing.task_map import TaskMap
 from coe_router.run_annotations import annotate_router_run
@@ -78,7 +78,7 @@ def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int
     def router(state: RouterState, runtime: Runtime[RouterContext], config: RunnableConfig) -> dict:
         context = run_context(runtime)
         task_map = pool.task_map
-        task = state["task_decision"]
+        task = read(state, "task_decision")
         candidates = []
         if context.expert is not None:
             route = pinned_route(task_map, task.task, context.expert)
@@ -97,7 +97,7 @@ def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int
             task=task.task,
             confidence=task.confidence,
             classifier=task.source,
-            retrieved=state.get("retrieved", []),
+            retrieved=read(state, "retrieved", []),
             expert=route.expert,
             fallbacks=route.fallbacks,
             task_map_version=task_map.version,

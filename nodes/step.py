@@ -9,7 +9,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from coe_router.graphs.context import RouterContext
-from coe_router.graphs.state import PlanState
+from coe_router.graphs.state import PlanState, read
 from coe_router.prompts.planner import format_steps
 from coe_router.schema import Step
 
@@ -19,8 +19,8 @@ def make_step_node(step_graph) -> Callable[[PlanState, RunnableConfig, Runtime[R
     step); steps never bind the caller's tools: a plan's steps answer in prose."""
 
     def step(state: PlanState, config: RunnableConfig, runtime: Runtime[RouterContext]) -> dict:
-        done = state.get("steps") or []
-        subtasks = state["plan"].subtasks
+        done = read(state, "steps", [])
+        subtasks = read(state, "plan").subtasks
         subtask = subtasks[len(done)]
         single = len(subtasks) == 1
         inputs = {

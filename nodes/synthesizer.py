@@ -8,7 +8,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
 
-from coe_router.graphs.state import PlanState
+from coe_router.graphs.state import PlanState, read
 from coe_router.prompts.planner import format_synthesizer_prompt
 from coe_router.routing.expert_call import ANSWER_TAG
 from coe_router.routing.reply import answer_message
@@ -20,7 +20,7 @@ def make_synthesizer_node(model: BaseChatModel | None) -> Callable[[PlanState, R
     last step's output stands (the chain's end, CCoE eq. 4)."""
 
     def synthesizer(state: PlanState, config: RunnableConfig) -> dict:
-        steps, decision = state["steps"], state["decision"]
+        steps, decision = read(state, "steps"), read(state, "decision")
         if len(steps) == 1 or model is None:
             text, choice = steps[-1].output, state.get("choice") if len(steps) == 1 else None
         else:

@@ -22,7 +22,7 @@ import random
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 PORTS = range(25000, 26000)
 INGEST_MODES = ("multipart", "batch", "zstd")
@@ -114,7 +114,7 @@ class LangSmithCapture:
 
     # --- server ---------------------------------------------------------------------------------------------------
 
-    def __enter__(self) -> "LangSmithCapture":
+    def __enter__(self) -> Self:
         capture = self
 
         class Handler(BaseHTTPRequestHandler):

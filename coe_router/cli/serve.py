@@ -6,10 +6,35 @@ import argparse
 from pathlib import Path
 
 
+def served_from_config(config, encoder=None, progress: bool = True):
+    """An async context manager that builds the service's graphs on the server's event loop: the config's own
+    graph and, with a planner configured, the planning graph (`coe-plan`), sharing models, store and checkpointer."""
+    import contextlib
+
+    from coe_router.builder import build_graph, needs_examples, open_example_store
+    from coe_router.models.factory import build_models, used_models
+    from coe_router.persistence import open_async_checkpointer
+    from coe_router.routing.task_map import expert_prices
+    from coe_router.serve.menu import Served
+
+    @contextlib.asynccontextmanager
+    async def served():
+        plan_config = config.replace(mode="plan") if config.planner.model else None
+        names = used_models(config) | (used_models(plan_config) if plan_config else set())
+        models = build_models(config, names)
+        store = open_example_store(config, encoder, progress=progress) if needs_examples(config) else None
+        async with open_async_checkpointer(config) as checkpointer:
+            parts = {"models": models, "store": store, "encoder": encoder, "checkpointer": checkpointer}
+            graph = build_graph(config, **parts)
+            plan = graph if config.mode == "plan" else build_graph(plan_config, **parts) if plan_config else None
+            yield Served(graph=graph, plan_graph=plan, prices=expert_prices(config))
+
+    return served
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from coe_router.builder import build_graph
     from coe_router.config import load_config
     from coe_router.retrieval.batching import BatchingEncoder
     from coe_router.retrieval.encoder import load_encoder, resolve_batch_dtype
@@ -21,8 +46,9 @@ def _serve(args: argparse.Namespace) -> int:
     sentence_encoder = load_encoder(config.retriever.embedding_package, config.retriever.embedding_path)
     sentence_encoder.batch_dtype = resolve_batch_dtype(args.batch_dtype)
     encoder = BatchingEncoder(sentence_encoder, workers=sentence_encoder.workers)  # one batch per encoder thread
-    app = create_app(build_graph(config, encoder=encoder, progress=True), token_env=args.token_env,
-                     max_query_chars=config.limits.max_query_chars)
+    app = create_app(served_from_config(config, encoder), token_env=args.token_env,
+                     max_query_chars=config.limits.max_query_chars, deadline_s=args.deadline_s,
+                     stream_idle_s=args.stream_idle_s)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -36,4 +62,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="env var holding a bearer token; when it is set, requests must send it")
     serve.add_argument("--batch-dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                        help="precision of micro-batched query embeddings (auto: bfloat16 on CPUs with AMX)")
+    serve.add_argument("--deadline-s", type=float, default=120.0,
+                       help="longest a request may take, across attempts and fallbacks (504 after it)")
+    serve.add_argument("--stream-idle-s", type=float, default=30.0,
+                       help="longest a stream may stay silent before it ends with an error event")
     serve.set_defaults(run=_serve)

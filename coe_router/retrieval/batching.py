@@ -146,9 +146,8 @@ class BatchingEncoder:
             texts = [text for request, _ in batch for text in request]
             try:
                 vectors, positions = encode_unique(self.encoder, texts)
-            except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the encoder's error
-                for _, future in batch:
-                    future.set_exception(exc)
+            except Exception:  # noqa: BLE001 - one bad input must not fail its neighbours: encode each alone
+                self._encode_one_by_one(batch)
                 continue
             finally:
                 with self._cond:
@@ -159,6 +158,14 @@ class BatchingEncoder:
             for request, future in batch:
                 future.set_result(vectors[positions[start : start + len(request)]])
                 start += len(request)
+
+    def _encode_one_by_one(self, batch: list[tuple[list[str], Future]]) -> None:
+        """After a failed batch: each request encoded on its own, so only the request that fails gets the error."""
+        for request, future in batch:
+            try:
+                future.set_result(np.asarray(self.encoder.encode(request), dtype=np.float32))
+            except Exception as exc:  # noqa: BLE001 - this caller's own error
+                future.set_exception(exc)
 
     def close(self) -> None:
         with self._cond:

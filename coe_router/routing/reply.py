@@ -18,4 +18,6 @@ def answer_message(text: str, decision: RoutingDecision, reply: AIMessage | None
     extra = {}
     if reply is not None:
         extra = {"tool_calls": reply.tool_calls, "usage_metadata": reply.usage_metadata}
+    if reply is not None and reply.id:
+        extra["id"] = reply.id  # the id its streamed tokens carried, so a chat UI merges them into this message
     return AIMessage(content=text, name=decision.expert, response_metadata=metadata, **extra)

@@ -6,18 +6,21 @@ that decodes every ingest endpoint the client uses; nothing leaves 127.0.0.1.
 """
 
 import json
+import time
 
 import pytest
 from langchain_core.tracers.langchain import LangChainTracer
 
-from coe_router import CoERouterChatModel, build_graph
-from coe_router.defaults import RUN_NAME
+from coe_router import CoERouterChatModel, build_graph, load_config
+from coe_router.defaults import ROUTER_TAG, RUN_NAME
 from tests.fakes import FailingChat, ScriptedChat
 from tests.langsmith_capture import LangSmithCapture
+from tests.unit.conftest import write_config
 
 MATH = "solve the equation 5x = 10"
 DECISION_KEYS = {"task", "confidence", "classifier", "expert", "routed_expert", "fallbacks", "fallback_used",
-                 "failed_experts", "retrieved_ids", "retrieved_scores", "task_map_version", "overrides"}
+                 "failed_experts", "consulted", "aggregation", "retrieved_ids", "retrieved_scores",
+                 "task_map_version", "overrides"}
 SERVED = {("GET", "/info"), ("POST", "/runs/multipart"), ("POST", "/runs/batch"), ("POST", "/runs")}
 
 # Settings that would send the client elsewhere, or trace every LangChain call of the test process.
@@ -33,12 +36,19 @@ def experts(math=None):
 
 
 class Traced:
-    """One LangSmith client + tracer sending to a capture server; `runs()` after `flush()`."""
+    """One LangSmith client + tracer sending to a capture server; `flush()` returns the runs it received."""
 
     def __init__(self, server: LangSmithCapture, **client_kwargs):
         self.server = server
         self.client = server.client(**client_kwargs)
         self.tracer = LangChainTracer(client=self.client, project_name="coe-test")
+        if server.ingest == "zstd":
+            # the client turns compression on in its sender thread, after GET /info; runs queued before that
+            # go uncompressed
+            deadline = time.monotonic() + 10
+            while self.client.compressed_traces is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert self.client.compressed_traces is not None, "the client did not turn compression on"
 
     @property
     def config(self) -> dict:
@@ -59,7 +69,7 @@ class Traced:
 
 @pytest.fixture
 def langsmith(monkeypatch):
-    """A factory of Traced clients on one capture server, per ingest mode; env restored afterwards."""
+    """A factory of Traced clients, each on its own capture server (an ingest mode); env restored afterwards."""
     for name in LANGSMITH_ENV:
         monkeypatch.delenv(name, raising=False)
     opened: list[tuple[LangSmithCapture, Traced]] = []
@@ -128,7 +138,7 @@ def test_root_run_is_coe_router_and_carries_the_decision(langsmith, config, stor
     assert [run["name"] for run in runs.values()].count(RUN_NAME) == 1
     assert {"retriever", "classifier", "router", "mathematician"} <= {run["name"] for run in runs.values()}
     encodings = {encoding for method, path, encoding in traced.server.requests if path.startswith("/runs")}
-    assert ("zstd" in encodings) == (ingest == "zstd")     # the compressed path was taken (not only that)
+    assert encodings == ({"zstd"} if ingest == "zstd" else {""})
 
 
 def test_the_final_update_itself_carries_the_decision(langsmith, config, store):
@@ -171,6 +181,49 @@ def test_a_pinned_expert_is_recorded_as_an_override(langsmith, config, store):
     assert_carries(root, result["decision"])
     assert metadata(root)["overrides"] == {"expert": "coder"}
     assert decision_tags(root) == ["expert:coder", "task:math"]
+
+
+def test_the_callers_tags_and_metadata_stay_and_only_the_router_run_is_annotated(langsmith, config, store):
+    traced = langsmith()
+    graph = build_graph(config, models=experts(math=FailingChat()), store=store)
+    result = graph.invoke({"query": MATH}, config={**traced.config, "tags": [ROUTER_TAG, "my-app"],
+                                                   "metadata": {"user": "u1"}})
+    runs = traced.flush()
+    root = the_root(runs)
+    assert_carries(root, result["decision"])
+    assert {ROUTER_TAG, "my-app"} <= set(root["tags"]) and metadata(root)["user"] == "u1"
+    for name in ("intake", "retriever", "classifier", "router", "expert"):
+        node = next(run for run in runs.values() if run["name"] == name)
+        assert "expert" not in metadata(node) and decision_tags(node) == [], name
+
+
+def test_a_fanout_vote_is_no_fallback(langsmith, tmp_path, store):
+    config = load_config(write_config(tmp_path, fanout=3))
+    models = {"math-model": ScriptedChat(reply=lambda p: "the answer is (A)", seen=[]),
+              "code-model": ScriptedChat(reply=lambda p: "so the answer is (B)", seen=[]),
+              "general-model": ScriptedChat(reply=lambda p: "the answer is (B)", seen=[])}
+    traced = langsmith()
+    result = build_graph(config, models=models, store=store).invoke(
+        {"query": "solve the equation x + 1 = 2", "options": ["1", "2", "3"]}, config=traced.config)
+    root = the_root(traced.flush())
+    decision = result["decision"]
+    assert decision.expert == "generalist" and decision.aggregation == "vote 2/3"
+    assert_carries(root, decision)
+    meta = metadata(root)
+    assert meta["routed_expert"] == "mathematician" and meta["fallback_used"] is False
+    assert meta["consulted"] == ["mathematician", "generalist", "coder"] and meta["aggregation"] == "vote 2/3"
+
+
+def test_a_failed_routed_expert_in_a_fanout_is_a_fallback(langsmith, tmp_path, store):
+    config = load_config(write_config(tmp_path, fanout=2))
+    traced = langsmith()
+    result = build_graph(config, models=experts(math=FailingChat()), store=store).invoke(
+        {"query": MATH}, config=traced.config)
+    root = the_root(traced.flush())
+    assert_carries(root, result["decision"])
+    meta = metadata(root)
+    assert meta["expert"] == "generalist" and meta["routed_expert"] == "mathematician"
+    assert meta["fallback_used"] is True and meta["failed_experts"] == ["mathematician"]
 
 
 async def test_async_runs_are_annotated_too(langsmith, config, store):

@@ -113,3 +113,17 @@ def test_state_edited_as_plain_dicts_is_read_as_typed_values(config, store):
                                 as_node="router")
     result = graph.invoke(None, edited)
     assert result["decision"].expert == "coder" and result["answer"] == "use reversed()"
+
+
+def test_a_strict_checkpointer_that_returns_plain_dicts_still_resumes(config, store):
+    """A server that deserializes strictly hands typed values back as dicts; nodes read them as typed values."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    strict = InMemorySaver(serde=JsonPlusSerializer(allowed_msgpack_modules=None))
+    graph = build_graph(config, models=models(), store=store, checkpointer=strict)
+    thread = {"configurable": {"thread_id": "strict"}}
+    graph.invoke({"query": "solve the equation for x: 2x + 3 = 7"}, thread)
+    before_expert = next(s for s in graph.get_state_history(thread) if s.next == ("expert",))
+    assert isinstance(before_expert.values["route"], dict)          # what a strict checkpointer gives back
+    result = graph.invoke(None, before_expert.config)
+    assert result["decision"].expert == "mathematician" and result["answer"] == "x = 2"

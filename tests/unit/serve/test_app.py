@@ -81,8 +81,8 @@ def test_streaming_with_the_openai_client(serve):
     assert chunks[-1].model_extra["coe"]["expert"] == "coder"
 
 
-def test_models_endpoint(serve):
-    assert [m.id for m in client(serve()).models.list()] == ["coe"]
+def test_models_endpoint_lists_the_router_menu(serve):
+    assert [m.id for m in client(serve()).models.list()] == ["coe", "coe/mathematician", "coe/coder", "coe/generalist"]
 
 
 def test_fallback_expert_answers_when_routed_one_is_down(serve):
@@ -129,4 +129,4 @@ def test_bearer_token_is_required_when_configured(serve):
     url = serve(token="s3cret")
     with pytest.raises(openai.AuthenticationError):
         client(url, key="wrong").models.list()
-    assert [m.id for m in client(url, key="s3cret").models.list()] == ["coe"]
+    assert client(url, key="s3cret").models.list().data[0].id == "coe"
