@@ -9,8 +9,7 @@ from langchain_core.tools import tool
 from langchain_core.tracers.base import BaseTracer
 from langgraph.checkpoint.memory import InMemorySaver
 
-from coe_router import CoERouterChatModel, build_graph, load_config
-from coe_router import ToolsUnsupportedError
+from coe_router import CoERouterChatModel, ToolsUnsupportedError, build_graph, load_config
 from tests.integration.openai_expert import llama_cpp_server
 
 pytestmark = pytest.mark.integration

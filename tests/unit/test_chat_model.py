@@ -7,8 +7,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
-from coe_router import CoERouterChatModel
-from coe_router import ToolsUnsupportedError
+from coe_router import CoERouterChatModel, ToolsUnsupportedError
 from tests.fakes import ScriptedChat, ToolCallingChat
 
 MATH = "solve the equation for x: 2x + 3 = 7"
