@@ -11,8 +11,8 @@ from coe_router.evaluation.embedding_cache import encode_cached
 from coe_router.evaluation.leaderboard import Leaderboard
 from coe_router.evaluation.outcomes import Outcomes
 from coe_router.evaluation.replay import ClassifierReport, ReplayBench, ReplayResult, prepare_pool
-from coe_router.evaluation.replay_routers import KnnRouterParams
 from coe_router.evaluation.tuning import CvScore, default_grid, tune_classifier_k, tune_knn_router
+from coe_router.routing.query_router import KnnRouterParams
 
 TEST_FRACTION = 0.3
 PRIMARY_SEED = 0

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from coe_router.evaluation.leaderboard import Leaderboard
     from coe_router.evaluation.replay import ClassifierReport, ReplayResult
-    from coe_router.evaluation.replay_routers import KnnRouterParams
+    from coe_router.routing.query_router import KnnRouterParams
     from reports.pools import PoolReport
 
 ROUTER_NOTES = {

@@ -105,7 +105,7 @@ def _eval_classifier(args: argparse.Namespace) -> int:
 
 
 def _knn_params(args: argparse.Namespace):
-    from coe_router.evaluation.replay_routers import KnnRouterParams
+    from coe_router.routing.query_router import KnnRouterParams
 
     return KnnRouterParams(k=args.knn_k, weighting=args.weighting, temperature=args.temperature, prior=args.prior,
                            prior_strength=args.prior_strength, task_k=args.task_k, cost_weight=args.cost_weight)

@@ -20,18 +20,11 @@ from pydantic import BaseModel, Field
 
 from coe_router.defaults import UNKNOWN_TASK
 from coe_router.evaluation.leaderboard import Leaderboard, build_leaderboard
-from coe_router.evaluation.neighbours import top_k
 from coe_router.evaluation.outcomes import MissingPolicy, Outcomes
-from coe_router.evaluation.replay_routers import (
-    BestSingleRouter,
-    KnnRouter,
-    KnnRouterParams,
-    RandomRouter,
-    TaskMapRouter,
-    oracle_route,
-    price_vector,
-)
+from coe_router.evaluation.replay_routers import BestSingleRouter, RandomRouter, TaskMapRouter, oracle_route
+from coe_router.retrieval.neighbours import top_k
 from coe_router.routing.classifiers import KnnClassifier, TaskClassifier
+from coe_router.routing.query_router import KnnRouter, KnnRouterParams, price_vector
 from coe_router.schema import RetrievedExample, TaskDecision
 
 ROUTERS = ("random", "best-single", "oracle", "category", "two-stage", "knn-router")

@@ -4,11 +4,7 @@
   per question, any model that got it right);
 - task-map (CoE-Ops): task -> best expert of the training leaderboard; fed the gold task it is the "category"
   router (a perfect classifier), fed a classifier's prediction it is the "two-stage" router;
-- knn-router: training-free and query-level. The query's nearest labelled training questions vote with their
-  recorded outcomes: each model's similarity-weighted accuracy on the neighbourhood, shrunk towards a prior by a
-  pseudo-count (the task prior is the two-stage router's belief: the neighbours' task posterior times the
-  leaderboard's per-task accuracy), minus an optional cost term. With a huge pseudo-count it becomes the soft
-  two-stage router; with none it is a plain kNN router ("simple kNN beats learned routers").
+- knn-router: coe_router.routing.query_router.KnnRouter, the same code the live graph routes with.
 
 Routers return model indices into their `models` list for a batch; they never see the test outcomes (the oracle
 takes them explicitly, which is what makes it an oracle).
@@ -17,39 +13,12 @@ takes them explicitly, which is what makes it an oracle).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from coe_router.evaluation.leaderboard import Leaderboard
-from coe_router.evaluation.neighbours import top_k
-
-Weighting = Literal["uniform", "similarity", "softmax"]
-Prior = Literal["none", "global", "task"]
-
-
-def preference_order(mean_scores: np.ndarray, prices: np.ndarray | None) -> np.ndarray:
-    """Model indices from most to least preferred when utilities tie: better train average, then cheaper."""
-    price = prices if prices is not None else np.zeros_like(mean_scores)
-    return np.lexsort((np.arange(len(mean_scores)), price, -np.round(mean_scores, 12)))
-
-
-def argmax_with_ties(utility: np.ndarray, order: np.ndarray) -> np.ndarray:
-    """Row-wise argmax; exact ties (to 1e-9) go to the model earliest in `order`."""
-    permuted = np.round(utility[:, order], 9)
-    return order[np.argmax(permuted, axis=1)]
-
-
-def price_vector(models: Sequence[str], prices: dict[str, float] | None) -> np.ndarray | None:
-    """Prices in model order, or None when no price is known; a partial price list is an error (a missing price
-    would make that model look free)."""
-    if not prices:
-        return None
-    missing = [m for m in models if m not in prices]
-    if missing:
-        raise ValueError(f"no price for model(s) {missing}")
-    return np.array([float(prices[m]) for m in models])
+from coe_router.routing.query_router import argmax_with_ties, preference_order, price_vector
 
 
 @dataclass
@@ -102,106 +71,3 @@ def oracle_route(test_scores: np.ndarray, prices: np.ndarray | None = None,
     order = np.lexsort((np.arange(len(means)), -np.round(means, 12),
                         prices if prices is not None else np.zeros_like(means)))
     return argmax_with_ties(test_scores, order)
-
-
-class KnnRouterParams(BaseModel):
-    """Settings of the knn-router; `tune_knn_router` picks them by cross-validation on the training split."""
-
-    k: int = Field(100, gt=0, description="neighbours whose outcomes estimate each model's local accuracy")
-    weighting: Weighting = Field("similarity", description="neighbour weight: 1, cosine, or exp(cos / temperature)")
-    temperature: float = Field(0.05, gt=0)
-    prior: Prior = Field("task", description="what the local estimate is shrunk towards")
-    prior_strength: float = Field(10.0, ge=0, description="pseudo-count of the prior, in neighbour-weight units")
-    task_k: int = Field(10, gt=0, description="neighbours whose task labels give P(task | query) for the task prior")
-    cost_weight: float = Field(0.0, ge=0, description="lambda: utility = score - lambda * price / max price")
-
-
-def neighbour_weights(sims: np.ndarray, weighting: Weighting, temperature: float) -> np.ndarray:
-    if weighting == "uniform":
-        return np.ones_like(sims)
-    if weighting == "similarity":
-        return np.maximum(sims, 0.0)
-    if weighting == "softmax":
-        return np.exp((sims - sims[:, :1]) / temperature)
-    raise ValueError(f"unknown weighting {weighting!r} (uniform, similarity, softmax)")
-
-
-class KnnRouter:
-    """Query-level router over a memory of labelled training questions with recorded outcomes (see module doc)."""
-
-    name = "knn-router"
-
-    def __init__(self, models: list[str], vectors: np.ndarray, scores: np.ndarray, tasks: Sequence[str],
-                 params: KnnRouterParams | None = None, prices: dict[str, float] | None = None):
-        if np.isnan(scores).any():
-            raise ValueError("knn-router memory has missing outcomes; resolve them first (Outcomes.resolve_missing)")
-        self.models, self.vectors, self.scores = list(models), np.asarray(vectors, dtype=np.float32), scores
-        self.params = params or KnnRouterParams()
-        self.task_names = sorted(set(map(str, tasks)))
-        task_index = {t: i for i, t in enumerate(self.task_names)}
-        self.task_ids = np.array([task_index[str(t)] for t in tasks], dtype=int)
-        self.task_accuracy = np.array([scores[self.task_ids == i].mean(axis=0) for i in range(len(self.task_names))])
-        self.global_accuracy = scores.mean(axis=0)
-        self.prices = price_vector(self.models, prices)
-        self.order = preference_order(self.global_accuracy, self.prices)
-        if self.params.cost_weight > 0 and self.prices is None:
-            raise ValueError("cost_weight > 0 needs prices for every model")
-
-    def expected_scores(self, idx: np.ndarray, sims: np.ndarray, params: KnnRouterParams | None = None) -> np.ndarray:
-        """(n, models) estimated score of each model for each query, from precomputed neighbours (best first)."""
-        p = params or self.params
-        k = min(p.k, idx.shape[1])
-        weights = neighbour_weights(sims[:, :k], p.weighting, p.temperature)
-        local = np.einsum("nk,nkm->nm", weights, self.scores[idx[:, :k]])
-        mass = weights.sum(axis=1, keepdims=True)
-        if p.prior == "none" or p.prior_strength == 0:
-            return local / np.maximum(mass, 1e-12)
-        if p.prior == "global":
-            prior = np.broadcast_to(self.global_accuracy, local.shape)
-        else:
-            prior = self.task_posterior(idx, sims, p.task_k) @ self.task_accuracy
-        return (local + p.prior_strength * prior) / (mass + p.prior_strength)
-
-    def task_posterior(self, idx: np.ndarray, sims: np.ndarray, task_k: int) -> np.ndarray:
-        """P(task | query): the similarity-weighted label vote of the nearest `task_k` (the knn classifier's vote)."""
-        k = min(task_k, idx.shape[1])
-        weights = np.maximum(sims[:, :k], 0.0) + 1e-12
-        votes = np.zeros((idx.shape[0], len(self.task_names)))
-        np.add.at(votes, (np.repeat(np.arange(idx.shape[0]), k), self.task_ids[idx[:, :k]].ravel()), weights.ravel())
-        return votes / votes.sum(axis=1, keepdims=True)
-
-    def choose(self, expected: np.ndarray, cost_weight: float | None = None) -> np.ndarray:
-        weight = self.params.cost_weight if cost_weight is None else cost_weight
-        utility = expected
-        if weight > 0:
-            utility = expected - weight * (self.prices / self.prices.max())
-        return argmax_with_ties(utility, self.order)
-
-    def neighbours(self, vectors: np.ndarray, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return top_k(np.asarray(vectors, dtype=np.float32), self.vectors,
-                     max(self.params.k, self.params.task_k), exclude=exclude)
-
-    def route(self, vectors: np.ndarray) -> np.ndarray:
-        idx, sims = self.neighbours(vectors)
-        return self.choose(self.expected_scores(idx, sims))
-
-    def route_vector(self, vector: np.ndarray) -> "KnnChoice":
-        """One query (e.g. from the graph): the model, every model's utility, and the nearest training rows."""
-        idx, sims = self.neighbours(np.asarray(vector, dtype=np.float32)[None, :])
-        expected = self.expected_scores(idx, sims)
-        choice = int(self.choose(expected)[0])
-        return KnnChoice(
-            model=self.models[choice],
-            expected={m: round(float(v), 4) for m, v in zip(self.models, expected[0])},
-            neighbours=idx[0, : self.params.k].tolist(),
-            similarities=[round(float(s), 4) for s in sims[0, : self.params.k]],
-        )
-
-
-class KnnChoice(BaseModel):
-    """One query's routing: the model, every model's estimated score, and the memory rows that voted."""
-
-    model: str
-    expected: dict[str, float]
-    neighbours: list[int]
-    similarities: list[float]

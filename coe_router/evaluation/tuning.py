@@ -13,8 +13,8 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from coe_router.evaluation.neighbours import top_k
-from coe_router.evaluation.replay_routers import KnnRouter, KnnRouterParams
+from coe_router.retrieval.neighbours import top_k
+from coe_router.routing.query_router import KnnRouter, KnnRouterParams
 
 
 class CvScore(BaseModel):
