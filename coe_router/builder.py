@@ -11,10 +11,11 @@ from coe_router.config import ConfigError, RouterConfig, load_config
 from coe_router.graphs.two_stage import build_two_stage_graph
 from coe_router.models.factory import build_models, used_models
 from coe_router.persistence import checkpointer_from_config
-from coe_router.retrieval.encoder import Encoder, load_encoder
+from coe_router.retrieval.encoder import Encoder, as_encoder, load_encoder
 from coe_router.retrieval.store import ExampleStore, chroma_client, chroma_collection, read_examples
 from coe_router.routing.classifiers import TaskClassifier, build_classifier
 from coe_router.routing.pool import ExpertPool
+from coe_router.routing.query_router import KnnRouter, LiveQueryRouter
 from coe_router.routing.task_map import expert_prices, task_map_from_config
 
 
@@ -40,6 +41,28 @@ def open_example_store(config: RouterConfig, encoder: Encoder | Embeddings | Non
     return store
 
 
+def query_router_from_config(config: RouterConfig, encoder: Encoder | Embeddings | None) -> LiveQueryRouter | None:
+    """The live knn router of `router.kind: knn`: its memory is the recorded outcomes of the config's experts
+    (columns of experts the config lacks are left out), embedded with the retriever's encoder."""
+    spec = config.router
+    if spec.kind != "knn":
+        return None
+    from coe_router.evaluation.outcomes import read_outcomes
+
+    outcomes = read_outcomes(config.resolve_path(spec.outcomes), config.resolve_path(spec.questions))
+    experts = [m for m in outcomes.models if m in config.experts]
+    if not experts:
+        raise ConfigError(f"router.outcomes: none of its columns {outcomes.models} is an expert of the config")
+    memory = outcomes.select_models(experts).resolve_missing("drop")
+    if memory.n == 0:
+        raise ConfigError("router.outcomes: no question has an outcome for every expert")
+    encoder = as_encoder(encoder or load_encoder(config.retriever.embedding_package, config.retriever.embedding_path))
+    prices = expert_prices(config)
+    knn = KnnRouter(experts, encoder.encode(memory.questions), memory.scores, memory.categories.tolist(), spec.knn,
+                    prices if all(e in prices for e in experts) else None)
+    return LiveQueryRouter(knn, encoder, prices)
+
+
 def build_graph(
     config: RouterConfig | str | Path | None = None,
     *,
@@ -58,6 +81,15 @@ def build_graph(
     """
     if not isinstance(config, RouterConfig):
         config = load_config(config)
+    try:
+        return _assemble(config, models, store, encoder, classifier, checkpointer, progress)
+    except ConfigError as exc:
+        source = str(config.source) if config.source else ""
+        raise (ConfigError(f"{source}: {exc}") if source and not str(exc).startswith(source) else exc) from None
+
+
+def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpointer, progress: bool):
+    """build_graph's work; every part not given is built from the config."""
     if models is None:
         models = build_models(config, used_models(config))
     if store is None and needs_examples(config):
@@ -87,6 +119,7 @@ def build_graph(
         checkpointer=checkpointer if config.mode == "single" else None,
         prices=expert_prices(config),
         threshold=config.classifier.threshold,
+        query_router=query_router_from_config(config, store.encoder if store is not None else encoder),
     )
     if config.mode == "single":
         return single

@@ -26,6 +26,7 @@ from coe_router.nodes import (
 from coe_router.retrieval.store import ExampleStore
 from coe_router.routing.classifiers import TaskClassifier
 from coe_router.routing.pool import ExpertPool
+from coe_router.routing.query_router import LiveQueryRouter
 
 from .state import InputState, OutputState, RouterState, read
 
@@ -53,12 +54,14 @@ def build_two_stage_graph(
     checkpointer=None,
     prices: dict[str, float] | None = None,
     threshold: float = 0.5,
+    query_router: LiveQueryRouter | None = None,
     name: str = RUN_NAME,
 ):
     """Compile the graph from ready parts; every dependency is injected, so tests pass fakes for any of them.
 
     `prices` (expert -> price per 1M tokens) serve cost-aware routes; `threshold` is the confidence under which a
-    follow-up turn is classified together with the previous one.
+    follow-up turn is classified together with the previous one; `query_router` routes each query by its
+    neighbours' recorded outcomes instead of by the task map.
     """
     tasks = list(tasks or pool.task_map.ranking)
     retrieve = (lambda text: store.search(text, k)) if store is not None else None
@@ -67,7 +70,7 @@ def build_two_stage_graph(
     builder.add_node("intake", make_intake_node(max_query_chars, pool.names, tasks))
     builder.add_node("retriever", make_retriever_node(store, k))
     builder.add_node("classifier", make_classifier_node(classifier, tasks, retrieve, threshold))
-    builder.add_node("router", make_router_node(pool, review_unknown, fanout, prices))
+    builder.add_node("router", make_router_node(pool, review_unknown, fanout, prices, query_router))
     builder.add_node("expert", make_expert_node(pool))
     builder.add_node("consult", make_consult_node(pool))
     builder.add_node("aggregator", make_aggregator_node(synthesizer))

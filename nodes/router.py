@@ -16,9 +16,10 @@ from coe_router.defaults import UNKNOWN_TASK
 from coe_router.graphs.context import InvalidContextError, RouterContext, run_context
 from coe_router.graphs.state import RouterState, read
 from coe_router.routing.pool import ExpertPool
+from coe_router.routing.query_router import LiveQueryRouter
 from coe_router.routing.task_map import TaskMap
 from coe_router.run_annotations import annotate_router_run
-from coe_router.schema import Route, RoutingDecision, TaskDecision
+from coe_router.schema import Candidate, Route, RoutingDecision, TaskDecision
 
 
 def review_error(task_map: TaskMap, choice: object) -> str | None:
@@ -68,12 +69,26 @@ def pinned_route(task_map: TaskMap, task: str, expert: str) -> Route:
     return Route(expert=expert, fallbacks=rest, reason="pinned by the run context")
 
 
-def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int = 1,
-                     prices: dict[str, float] | None = None) -> Callable[[RouterState, Runtime[RouterContext]], dict]:
-    """Routes with the pool's current task map, so experts pushed or popped at run time take effect at once.
+def query_level_route(query_router: LiveQueryRouter, pool: ExpertPool, task: str, query: str,
+                      cost_weight: float | None, prices: dict[str, float]) -> tuple[Route, list[Candidate]]:
+    """The knn router's ranking of the experts it has outcomes for, then the task map's chain for the rest."""
+    ranked, expected = query_router.rank(query, cost_weight)
+    live = set(pool.names())
+    usual = pool.task_map.route(task)
+    chain = [e for e in ranked if e in live]
+    chain += [e for e in [usual.expert, *usual.fallbacks] if e not in chain]
+    candidates = [Candidate(expert=e, expected_score=expected.get(e), price=prices.get(e)) for e in ranked if e in live]
+    return Route(expert=chain[0], fallbacks=chain[1:], reason="query-level router (knn on recorded outcomes)"), candidates
 
-    The run context may pin an expert, set the fan-out, or weigh price against leaderboard accuracy
-    (`cost_weight`, with `prices` per expert); the decision records what it overrode."""
+
+def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int = 1,
+                     prices: dict[str, float] | None = None, query_router: LiveQueryRouter | None = None,
+                     ) -> Callable[[RouterState, Runtime[RouterContext]], dict]:
+    """Routes with the pool's current task map, so experts pushed or popped at run time take effect at once; with
+    a `query_router` (config `router.kind: knn`), by each expert's expected score on the query's neighbourhood.
+
+    The run context may pin an expert, set the fan-out, or weigh price against expected score or leaderboard
+    accuracy (`cost_weight`, with `prices` per expert); the decision records what it overrode."""
 
     def router(state: RouterState, runtime: Runtime[RouterContext], config: RunnableConfig) -> dict:
         context = run_context(runtime)
@@ -84,6 +99,12 @@ def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int
             route = pinned_route(task_map, task.task, context.expert)
         elif review_unknown and task.task == UNKNOWN_TASK and context.task is None:
             task, route = _human_review(task_map, state, task)
+        elif query_router is not None:
+            try:
+                route, candidates = query_level_route(query_router, pool, task.task, state["query"],
+                                                      context.cost_weight, prices or {})
+            except ValueError as exc:
+                raise InvalidContextError(f"context.{exc}") from None
         elif context.cost_weight is not None:
             try:
                 route, candidates = task_map.cost_aware_route(task.task, prices or {}, context.cost_weight)

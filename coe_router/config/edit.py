@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedSeq
 
 from coe_router.config import UNKNOWN_TASK, ConfigError, RouterConfig
-from coe_router.config.load import field_location
+from coe_router.config.load import read_yaml, validation_problems
 from coe_router.routing.task_map import task_map_from_config
 
 
@@ -34,16 +34,15 @@ def edit_config(path: str | Path, change: Callable[[dict], None]) -> RouterConfi
     """Apply `change` to the parsed document, validate the result, and write it back atomically."""
     path = Path(path)
     yaml = _yaml()
-    try:
-        document = yaml.load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+    if not isinstance(read_yaml(path), dict):  # one-line errors for a missing, unreadable or malformed file
+        raise ConfigError(f"{path}: (top level): expected a mapping (models, tasks, experts, task_map)")
+    document = yaml.load(path.read_text(encoding="utf-8"))
     change(document)
     try:
         config = RouterConfig.model_validate({**_plain(document), "source": path.resolve()})
     except ValidationError as exc:
-        problems = "; ".join(f"{field_location(e)}: {e['msg']}" for e in exc.errors())
-        raise ConfigError(f"{path}: the edit would make the config invalid, nothing written: {problems}") from None
+        raise ConfigError(f"{path}: the edit would make the config invalid, nothing written: "
+                          f"{validation_problems(exc)}") from None
     buffer = io.StringIO()
     yaml.dump(document, buffer)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -75,15 +74,19 @@ def _plain(node):
 def add_expert(path: str | Path, name: str, model: str, tasks: list[str], rank: int = 0,
                description: str = "", style: str = "cot") -> RouterConfig:
     def change(doc: dict) -> None:
-        if name in doc.get("experts", {}):
+        if not isinstance(doc.get("experts"), dict):  # `experts:` left empty
+            doc["experts"] = {}
+        if name in doc["experts"]:
             raise ConfigError(f"{path}: expert {name!r} already exists")
         entry = {"model": model}
         if description:
             entry["description"] = description
         if style != "cot":
             entry["style"] = style
-        doc.setdefault("experts", {})[name] = entry
-        task_map = doc.get("task_map", {})
+        doc["experts"][name] = entry
+        task_map = doc.get("task_map")
+        if not isinstance(task_map, dict):
+            task_map = doc["task_map"] = {}
         if tasks and "from" in task_map:
             raise ConfigError(f"{path}: task_map comes from a leaderboard file; edit that instead of --tasks")
         for task in tasks:
@@ -97,13 +100,13 @@ def add_expert(path: str | Path, name: str, model: str, tasks: list[str], rank: 
 
 def remove_expert(path: str | Path, name: str) -> RouterConfig:
     def change(doc: dict) -> None:
-        experts = doc.get("experts", {})
+        experts = doc.get("experts") if isinstance(doc.get("experts"), dict) else {}
         if name not in experts:
             raise ConfigError(f"{path}: no expert named {name!r} (experts: {sorted(experts)})")
         if len(experts) == 1:
             raise ConfigError(f"{path}: {name!r} is the last expert; a router needs at least one")
         del experts[name]
-        task_map = doc.get("task_map", {})
+        task_map = doc.get("task_map") if isinstance(doc.get("task_map"), dict) else {}
         if "from" not in task_map:
             for task in list(task_map):
                 ranked = task_map[task]

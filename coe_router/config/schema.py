@@ -12,9 +12,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from coe_router.defaults import MAX_QUERY_CHARS, UNKNOWN_TASK
+from coe_router.routing.query_router import KnnRouterParams
 
 
 class _Strict(BaseModel):
@@ -73,6 +74,17 @@ class ExpertSpec(_Strict):
     system_prompt: str | None = None
 
 
+def _compiles(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except (re.error, OverflowError, RecursionError, ValueError) as exc:  # the last three for absurd patterns
+        raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+    return pattern
+
+
+RegexPattern = Annotated[str, AfterValidator(_compiles)]
+
+
 class ClassifierSpec(_Strict):
     """How the query's task is decided.
 
@@ -87,18 +99,7 @@ class ClassifierSpec(_Strict):
     use_examples: bool = True
     threshold: float = Field(0.6, ge=0, le=1)
     min_confidence: float = Field(0.0, ge=0, le=1)
-    rules: dict[str, list[str]] = Field(default_factory=dict)
-
-    @field_validator("rules")
-    @classmethod
-    def _patterns_compile(cls, rules: dict[str, list[str]]) -> dict[str, list[str]]:
-        for task, patterns in rules.items():
-            for pattern in patterns:
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise ValueError(f"rules.{task}: bad regular expression {pattern!r}: {exc}") from None
-        return rules
+    rules: dict[str, list[RegexPattern]] = Field(default_factory=dict)
 
 
 class PlannerSpec(_Strict):
@@ -140,13 +141,44 @@ class TaskMapFile(_Strict):
     from_: str = Field(alias="from")
 
 
+def _task_map_form(value: object) -> str:
+    """`file` for `{from: leaderboard.json}`, else `map` (task -> ranked experts), so an error names one form only."""
+    if isinstance(value, TaskMapFile) or (isinstance(value, dict) and "from" in value):
+        return "file"
+    return "map"
+
+
+TaskMapSpec = Annotated[
+    Annotated[dict[str, list[str]], Tag("map")] | Annotated[TaskMapFile, Tag("file")],
+    Discriminator(_task_map_form),
+]
+
+
+class RouterSpec(_Strict):
+    """How the router picks experts: `task-map` (CoE-Ops: classify the task, take its best expert) or `knn`
+    (query-level: each expert's recorded outcomes on the query's nearest labelled questions, the router
+    `coe eval replay --router knn-router` evaluates). `outcomes` (correctness.csv, one column per expert) and
+    `questions` (questions.jsonl) are the memory; `knn` its settings (k, prior, cost_weight, ...)."""
+
+    kind: Literal["task-map", "knn"] = "task-map"
+    outcomes: str | None = None
+    questions: str | None = None
+    knn: KnnRouterParams = KnnRouterParams()
+
+    @model_validator(mode="after")
+    def _memory(self) -> "RouterSpec":
+        if self.kind == "knn" and not (self.outcomes and self.questions):
+            raise ValueError("router.outcomes: kind 'knn' needs `outcomes` and `questions` (recorded outcomes)")
+        return self
+
+
 class RouterConfig(_Strict):
     """The whole config file."""
 
     models: dict[str, ModelSpec]
     tasks: dict[str, str]
     experts: dict[str, ExpertSpec]
-    task_map: dict[str, list[str]] | TaskMapFile
+    task_map: TaskMapSpec
     default_expert: str | None = None
     mode: Literal["single", "plan", "auto"] = "single"
     fanout: int = Field(1, ge=1, le=16)
@@ -155,15 +187,21 @@ class RouterConfig(_Strict):
     retriever: RetrieverSpec = RetrieverSpec()
     limits: LimitsSpec = LimitsSpec()
     persistence: PersistenceSpec = PersistenceSpec()
+    router: RouterSpec = RouterSpec()
     source: Path | None = Field(None, exclude=True)
+
+    @field_validator("models", "experts")
+    @classmethod
+    def _at_least_one(cls, value: dict, info) -> dict:
+        if not value:
+            raise ValueError(f"at least one {info.field_name[:-1]} is needed")
+        return value
 
     @field_validator("tasks")
     @classmethod
     def _tasks_nonempty(cls, tasks: dict[str, str]) -> dict[str, str]:
         if not tasks:
             raise ValueError("at least one task is needed")
-        if UNKNOWN_TASK in tasks:
-            raise ValueError(f"'{UNKNOWN_TASK}' is reserved for queries the classifier cannot place")
         return tasks
 
     @field_validator("task_map", mode="before")
@@ -176,6 +214,8 @@ class RouterConfig(_Strict):
 
     @model_validator(mode="after")
     def _references_exist(self) -> "RouterConfig":
+        if UNKNOWN_TASK in self.tasks:
+            raise ValueError(f"tasks.{UNKNOWN_TASK}: the name is reserved for queries the classifier cannot place")
         for name, expert in self.experts.items():
             if expert.model not in self.models:
                 raise ValueError(f"experts.{name}.model: no model named {expert.model!r} (models: {sorted(self.models)})")

@@ -14,6 +14,9 @@ def top_k(queries: np.ndarray, index: np.ndarray, k: int, *, batch_size: int = 1
     """(indices, similarities), each (n_queries, k), best first.
 
     `exclude[i]` is an index row to hide from query i (leave-one-out on the training set itself); -1 hides none.
+    Similarities are rounded to 1e-5 and ties go to the lower index, so one query and the same query in a batch
+    (whose matrix product differs in the last float bits) get the same neighbours: the live router and its
+    replayed evaluation must agree query by query.
     """
     k = min(k, index.shape[0] - (1 if exclude is not None else 0))
     if k <= 0:
@@ -27,9 +30,21 @@ def top_k(queries: np.ndarray, index: np.ndarray, k: int, *, batch_size: int = 1
             rows = np.arange(sims.shape[0])
             hide = exclude[start : start + batch_size]
             sims[rows[hide >= 0], hide[hide >= 0]] = -np.inf
-        part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        part_sims = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-part_sims, axis=1, kind="stable")
-        all_idx[start : start + batch_size] = np.take_along_axis(part, order, axis=1)
-        all_sim[start : start + batch_size] = np.take_along_axis(part_sims, order, axis=1)
+        sims = np.round(sims, 5)
+        part = _top_k_rows(sims, k)
+        all_idx[start : start + batch_size] = part
+        all_sim[start : start + batch_size] = np.take_along_axis(sims, part, axis=1)
     return all_idx, all_sim
+
+
+def _top_k_rows(sims: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the indices of the k largest values, best first, ties broken by the lower index."""
+    part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(sims, part, axis=1).min(axis=1)
+    tied = np.flatnonzero((sims >= kth[:, None]).sum(axis=1) > k)
+    for row in tied:  # rare: equal similarities straddle the k-th place
+        candidates = np.flatnonzero(sims[row] >= kth[row])
+        part[row] = candidates[np.lexsort((candidates, -sims[row, candidates]))[:k]]
+    values = np.take_along_axis(sims, part, axis=1)
+    order = np.lexsort((part, -values), axis=1) if part.size else part
+    return np.take_along_axis(part, order, axis=1)

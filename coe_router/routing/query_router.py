@@ -144,3 +144,32 @@ class KnnChoice(BaseModel):
     expected: dict[str, float]
     neighbours: list[int]
     similarities: list[float]
+
+
+class LiveQueryRouter:
+    """The knn router in the live graph: the query's vector in, a ranked route and every candidate's expected
+    score and price out. Experts with no recorded outcomes follow the scored ones in the fallback chain."""
+
+    def __init__(self, knn: KnnRouter, encoder, prices: dict[str, float] | None = None):
+        self.knn, self.encoder = knn, encoder
+        self.prices = prices or {}
+
+    @property
+    def experts(self) -> list[str]:
+        return self.knn.models
+
+    def rank(self, query: str, cost_weight: float | None = None) -> tuple[list[str], dict[str, float]]:
+        """Experts best first and each one's expected score (the same estimate replay evaluates)."""
+        vector = np.asarray(self.encoder.encode([query]), dtype=np.float32)[0]
+        idx, sims = self.knn.neighbours(vector[None, :])
+        expected = self.knn.expected_scores(idx, sims)
+        weight = self.knn.params.cost_weight if cost_weight is None else cost_weight
+        if weight > 0 and self.knn.prices is None:
+            raise ValueError("cost_weight: the query-level router needs a price for every expert it routes "
+                             "(models.<name>.price_per_1m_tokens)")
+        utility = expected[0] - (weight * self.knn.prices / self.knn.prices.max() if weight > 0 else 0.0)
+        best = int(self.knn.choose(expected, weight)[0])
+        rest = sorted((i for i in range(len(self.knn.models)) if i != best),
+                      key=lambda i: (-round(float(utility[i]), 9), list(self.knn.order).index(i)))
+        ranked = [self.knn.models[i] for i in [best, *rest]]
+        return ranked, {m: round(float(v), 4) for m, v in zip(self.knn.models, expected[0])}

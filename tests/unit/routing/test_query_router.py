@@ -1,0 +1,98 @@
+"""The query-level router live in the graph: same picks as replay, expected scores and prices in the decision."""
+
+import json
+
+import numpy as np
+import pytest
+
+from coe_router import build_graph, load_config
+from coe_router.evaluation.outcomes import read_outcomes
+from coe_router.evaluation.replay import ReplayBench
+from coe_router.routing.query_router import KnnRouter, KnnRouterParams
+from tests.fakes import BagOfWordsEncoder, ScriptedChat
+from tests.unit.conftest import CONFIG, write_config
+
+TOPICS = {"math": ["equation", "integral", "sum", "algebra", "fraction"],
+          "code": ["python", "function", "loop", "compile", "list"],
+          "history": ["empire", "battle", "king", "revolution", "treaty"]}
+EXPERTS = ["mathematician", "coder", "generalist"]
+
+
+def synthetic(n: int, seed: int) -> tuple[list[dict], list[list[int]]]:
+    """Questions made of topic words; each expert is good on its topic and at some words of the others."""
+    rng = np.random.default_rng(seed)
+    rows, scores = [], []
+    for i in range(n):
+        task = list(TOPICS)[i % 3]
+        words = list(rng.choice(TOPICS[task], 3)) + list(rng.choice(sum(TOPICS.values(), []), 2))
+        rows.append({"question_id": f"q{seed}-{i}", "category": task, "question": " ".join(words) + f" item{i % 17}"})
+        strength = {"mathematician": 0.8 if task == "math" else 0.3, "coder": 0.8 if task == "code" else 0.3,
+                    "generalist": 0.55}
+        scores.append([int(rng.random() < strength[e] + (0.15 if "item3" in rows[-1]["question"] else 0)) for e in EXPERTS])
+    return rows, scores
+
+
+def write_outcomes(folder, name, rows, scores):
+    (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    lines = ["question_id,category," + ",".join(EXPERTS)]
+    lines += [f"{r['question_id']},{r['category']}," + ",".join(map(str, s)) for r, s in zip(rows, scores)]
+    (folder / f"{name}.csv").write_text("\n".join(lines) + "\n")
+
+
+def knn_config(tmp_path, **router):
+    train, train_scores = synthetic(300, seed=1)
+    write_outcomes(tmp_path, "train", train, train_scores)
+    spec = {"kind": "knn", "outcomes": "train.csv", "questions": "train.jsonl",
+            "knn": {"k": 15, "prior": "task", "prior_strength": 3}, **router}
+    return load_config(write_config(tmp_path, router=spec))
+
+
+def fakes():
+    return {name: ScriptedChat(reply=lambda p, n=name: f"from {n}", seen=[]) for name in CONFIG["models"]}
+
+
+def test_live_graph_and_replay_pick_the_same_experts(tmp_path, store):
+    config = knn_config(tmp_path)
+    test_rows, test_scores = synthetic(200, seed=2)
+    write_outcomes(tmp_path, "test", test_rows, test_scores)
+    encoder = BagOfWordsEncoder()
+    graph = build_graph(config, models=fakes(), store=store, encoder=encoder)
+    live = [graph.invoke({"query": row["question"]})["decision"].expert for row in test_rows]
+
+    train = read_outcomes(tmp_path / "train.csv", tmp_path / "train.jsonl")
+    test = read_outcomes(tmp_path / "test.csv", tmp_path / "test.jsonl")
+    bench = ReplayBench(train, test, encoder.encode(train.questions), encoder.encode(test.questions),
+                        knn_params=config.router.knn)
+    replayed = bench.run("knn-router")
+    knn = KnnRouter(bench.models, bench.train_vectors, train.scores, train.categories.tolist(), config.router.knn)
+    per_question = [bench.models[i] for i in knn.route(bench.test_vectors)]
+    assert live == per_question
+    counts = {m: round(live.count(m) / len(live), 4) for m in set(live)}
+    assert counts == replayed.picks
+    assert len(set(live)) == 3   # the router really chooses per query
+
+
+def test_the_decision_carries_expected_scores_and_the_cost_weight_trades_them(tmp_path, store):
+    priced = {name: {**spec, "price_per_1m_tokens": price}
+              for (name, spec), price in zip(CONFIG["models"].items(), (10.0, 10.0, 1.0))}
+    train, train_scores = synthetic(300, seed=1)
+    write_outcomes(tmp_path, "train", train, train_scores)
+    config = load_config(write_config(tmp_path, models=priced, router={
+        "kind": "knn", "outcomes": "train.csv", "questions": "train.jsonl", "knn": {"k": 15}}))
+    graph = build_graph(config, models=fakes(), store=store, encoder=BagOfWordsEncoder())
+    query = "solve the equation with the integral of a fraction"
+    decision = graph.invoke({"query": query})["decision"]
+    assert decision.expert == "mathematician"
+    scores = {c.expert: c.expected_score for c in decision.candidates}
+    assert set(scores) == set(EXPERTS) and scores["mathematician"] == max(scores.values())
+    assert {c.expert: c.price for c in decision.candidates}["generalist"] == 1.0
+    cheap = graph.invoke({"query": query}, context={"cost_weight": 2.0})["decision"]
+    assert cheap.expert == "generalist" and cheap.overrides == {"cost_weight": 2.0}
+
+
+def test_a_knn_router_needs_its_memory(tmp_path):
+    from coe_router.config import ConfigError
+
+    with pytest.raises(ConfigError, match="router.outcomes"):
+        load_config(write_config(tmp_path, router={"kind": "knn"}))
+    assert KnnRouterParams().k == 100
