@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -142,16 +142,22 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> str:
     return f"not valid YAML: {one_line(exc)}"
 
 
+def read_bytes(path: Path, fail: Callable[[str], ConfigError], kind: str) -> bytes:
+    """The bytes of a file the config needs; a missing file, a folder or an unreadable file is `fail(why)`."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise fail("file not found") from None
+    except IsADirectoryError:
+        raise fail(f"is a folder, not a {kind}") from None
+    except OSError as exc:
+        raise fail(one_line(exc.strerror or exc)) from None
+
+
 def read_yaml(path: Path) -> object:
     """The parsed document of `path`, or a ConfigError naming the file (and the line where the text is bad)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the config file: {one_line(exc.strerror or exc)}") from None
+    raw = read_bytes(path, lambda why: ConfigError(f"{path}: {'config file not found' if why == 'file not found' else why}"),
+                     "config file")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -228,14 +234,10 @@ def load_task_map_file(config: RouterConfig, task_map: TaskMapFile) -> Leaderboa
     def fail(problem: str) -> ConfigError:
         return ConfigError(one_line(f"{where}: {problem}"))
 
+    raw = read_bytes(leaderboard_path, lambda why: fail(f"cannot read leaderboard {leaderboard_path}: {why}"),
+                     "JSON file")
     try:
-        data = json.loads(leaderboard_path.read_bytes())
-    except FileNotFoundError:
-        raise fail(f"cannot read leaderboard {leaderboard_path}: file not found") from None
-    except IsADirectoryError:
-        raise fail(f"cannot read leaderboard {leaderboard_path}: is a folder, not a JSON file") from None
-    except OSError as exc:
-        raise fail(f"cannot read leaderboard {leaderboard_path}: {exc.strerror or exc}") from None
+        data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise fail(f"cannot read leaderboard {leaderboard_path}: not valid JSON: line {exc.lineno}, "
                    f"column {exc.colno}: {exc.msg}") from None
