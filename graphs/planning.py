@@ -41,4 +41,5 @@ def build_planning_graph(*, planner: Planner, step_graph, synthesizer: BaseChatM
     builder.add_edge("synthesizer", END)
     graph = builder.compile(checkpointer=checkpointer, name=name)
     graph.pool = step_graph.pool
+    graph.query_router = getattr(step_graph, "query_router", None)
     return graph

@@ -84,4 +84,5 @@ def build_two_stage_graph(
     builder.add_edge("aggregator", END)
     graph = builder.compile(checkpointer=checkpointer, name=name)
     graph.pool = pool  # push/pop experts on the live graph: graph.pool.add(...), graph.pool.remove(...)
+    graph.query_router = query_router  # served feedback adds to its memory (coe_router/feedback.py)
     return graph

@@ -12,6 +12,7 @@ import numpy as np
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.tracers.base import BaseTracer
 
 
 class BagOfWordsEncoder:
@@ -146,3 +147,27 @@ class LocalFakeChat(ScriptedChat):
 
     def score_continuations(self, prompt: str, continuations: Sequence[str], *, config=None) -> list[tuple[float, int]]:
         return self.local.score(prompt, continuations, config)
+
+
+class CollectingTracer(BaseTracer):
+    """Keeps every run it sees (the way LangSmith's tracer would send them), in-process: nothing leaves."""
+
+    def __init__(self):
+        super().__init__()
+        self.runs = []
+
+    def _persist_run(self, run):
+        pass
+
+    def _on_run_update(self, run):
+        self.runs.append(run)
+
+    def all_runs(self) -> list:
+        """Every distinct run, children included."""
+        seen, stack = {}, list(self.runs)
+        while stack:
+            run = stack.pop()
+            seen[run.id] = run
+            stack.extend(run.child_runs)
+        return list(seen.values())
+

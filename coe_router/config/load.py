@@ -209,6 +209,7 @@ class LeaderboardMap(NamedTuple):
     ranking: dict[str, list[str]]
     best_average: str | None
     accuracy: dict[str, dict[str, float]]
+    counts: dict[str, dict[str, int]]
 
 
 class _LeaderboardFile(BaseModel):
@@ -220,6 +221,8 @@ class _LeaderboardFile(BaseModel):
     overall_ranking: list[str] | None = None
     accuracy: dict[str, dict[str, float | None]] | None = None
     overall_accuracy: dict[str, float | None] | None = None
+    count: dict[str, dict[str, int | None]] | None = None
+    overall_count: dict[str, int | None] | None = None
 
 
 def load_task_map_file(config: RouterConfig, task_map: TaskMapFile) -> LeaderboardMap:
@@ -260,5 +263,9 @@ def load_task_map_file(config: RouterConfig, task_map: TaskMapFile) -> Leaderboa
     per_task = {**(board.accuracy or {}), UNKNOWN_TASK: board.overall_accuracy or {}}
     accuracy = {task: {name: float(value) for name, value in scores.items() if name in config.experts and value is not None}
                 for task, scores in per_task.items()}
+    per_task_counts = {**(board.count or {}), UNKNOWN_TASK: board.overall_count or {}}
+    counts = {task: {name: int(value) for name, value in numbers.items() if name in config.experts and value is not None}
+              for task, numbers in per_task_counts.items()}
     return LeaderboardMap({task: ranked for task, ranked in ranking.items() if ranked}, overall[0] if overall else None,
-                          {task: scores for task, scores in accuracy.items() if scores})
+                          {task: scores for task, scores in accuracy.items() if scores},
+                          {task: numbers for task, numbers in counts.items() if numbers})

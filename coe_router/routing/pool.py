@@ -81,3 +81,10 @@ class ExpertPool:
             if not ranked:
                 ranking.pop(task)
             self._task_map = self._task_map.model_copy(update={"ranking": ranking})
+
+    def record_outcome(self, task: str, expert: str, score: float) -> None:
+        """One more recorded outcome of `expert` on `task` (served feedback); the task map uses it at once."""
+        with self._lock:
+            if expert not in self._experts:
+                raise UnknownExpertError(f"expert {expert!r} is not in the pool")
+            self._task_map = self._task_map.with_outcome(task, expert, score)

@@ -9,6 +9,7 @@ it is a plain kNN router ("simple kNN beats learned routers"). Scores may be gra
 
 from __future__ import annotations
 
+import threading
 from typing import Literal, Sequence
 
 import numpy as np
@@ -72,33 +73,77 @@ class KnnRouter:
 
     def __init__(self, models: list[str], vectors: np.ndarray, scores: np.ndarray, tasks: Sequence[str],
                  params: KnnRouterParams | None = None, prices: dict[str, float] | None = None):
-        if np.isnan(scores).any():
-            raise ValueError("knn-router memory has missing outcomes; resolve them first (Outcomes.resolve_missing)")
-        self.models, self.vectors, self.scores = list(models), np.asarray(vectors, dtype=np.float32), scores
+        """`scores` may hold NaN where a model has no outcome for a question (served feedback records one expert
+        at a time); each model's estimate then uses only the neighbours it has outcomes for."""
+        self.models = list(models)
         self.params = params or KnnRouterParams()
         self.task_names = sorted(set(map(str, tasks)))
-        task_index = {t: i for i, t in enumerate(self.task_names)}
-        self.task_ids = np.array([task_index[str(t)] for t in tasks], dtype=int)
-        self.task_accuracy = np.array([scores[self.task_ids == i].mean(axis=0) for i in range(len(self.task_names))])
-        self.global_accuracy = scores.mean(axis=0)
+        self._lock = threading.Lock()
+        self._set_memory(np.asarray(vectors, dtype=np.float32), np.asarray(scores, dtype=float), list(map(str, tasks)))
         self.prices = price_vector(self.models, prices)
         self.order = preference_order(self.global_accuracy, self.prices)
         if self.params.cost_weight > 0 and self.prices is None:
             raise ValueError("cost_weight > 0 needs prices for every model")
 
+    def _set_memory(self, vectors: np.ndarray, scores: np.ndarray, tasks: list[str]) -> None:
+        """Swap in a new memory; readers see the old or the new one whole (rows are only ever appended)."""
+        for task in tasks:
+            if task not in self.task_names:
+                self.task_names.append(task)
+        task_index = {t: i for i, t in enumerate(self.task_names)}
+        task_ids = np.array([task_index[t] for t in tasks], dtype=int)
+        known = ~np.isnan(scores)
+        if not known.any(axis=0).all():
+            raise ValueError("knn-router memory has a model with no outcome at all")
+        global_accuracy = np.nanmean(scores, axis=0)
+        task_accuracy = np.array([_column_means(scores[task_ids == i], global_accuracy)
+                                  for i in range(len(self.task_names))])
+        self.memory = (vectors, scores, np.nan_to_num(scores), known.astype(float), task_ids, task_accuracy,
+                       global_accuracy, tasks)
+
+    @property
+    def vectors(self) -> np.ndarray:
+        return self.memory[0]
+
+    @property
+    def scores(self) -> np.ndarray:
+        return self.memory[1]
+
+    @property
+    def task_ids(self) -> np.ndarray:
+        return self.memory[4]
+
+    @property
+    def task_accuracy(self) -> np.ndarray:
+        return self.memory[5]
+
+    @property
+    def global_accuracy(self) -> np.ndarray:
+        return self.memory[6]
+
+    def add_outcome(self, vector: np.ndarray, model: str, score: float, task: str) -> None:
+        """Remember one recorded outcome (e.g. feedback on a served answer): the next query near it sees it."""
+        with self._lock:
+            vectors, scores, *_, tasks = self.memory
+            row = np.full((1, len(self.models)), np.nan)
+            row[0, self.models.index(model)] = score
+            self._set_memory(np.vstack([vectors, np.asarray(vector, dtype=np.float32)[None, :]]),
+                             np.vstack([scores, row]), [*tasks, task])
+
     def expected_scores(self, idx: np.ndarray, sims: np.ndarray, params: KnnRouterParams | None = None) -> np.ndarray:
         """(n, models) estimated score of each model for each query, from precomputed neighbours (best first)."""
         p = params or self.params
+        _, _, filled, known, _, task_accuracy, global_accuracy, _ = self.memory
         k = min(p.k, idx.shape[1])
         weights = neighbour_weights(sims[:, :k], p.weighting, p.temperature)
-        local = np.einsum("nk,nkm->nm", weights, self.scores[idx[:, :k]])
-        mass = weights.sum(axis=1, keepdims=True)
+        local = np.einsum("nk,nkm->nm", weights, filled[idx[:, :k]])
+        mass = np.einsum("nk,nkm->nm", weights, known[idx[:, :k]])
         if p.prior == "none" or p.prior_strength == 0:
-            return local / np.maximum(mass, 1e-12)
+            return np.where(mass > 0, local / np.maximum(mass, 1e-12), global_accuracy)
         if p.prior == "global":
-            prior = np.broadcast_to(self.global_accuracy, local.shape)
+            prior = np.broadcast_to(global_accuracy, local.shape)
         else:
-            prior = self.task_posterior(idx, sims, p.task_k) @ self.task_accuracy
+            prior = self.task_posterior(idx, sims, p.task_k) @ task_accuracy
         return (local + p.prior_strength * prior) / (mass + p.prior_strength)
 
     def task_posterior(self, idx: np.ndarray, sims: np.ndarray, task_k: int) -> np.ndarray:
@@ -137,6 +182,13 @@ class KnnRouter:
         )
 
 
+def _column_means(scores: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Mean of each column over its known cells; `fallback` where a column has none."""
+    known = ~np.isnan(scores)
+    sums, counts = np.nansum(scores, axis=0), known.sum(axis=0)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), fallback)
+
+
 class KnnChoice(BaseModel):
     """One query's routing: the model, every model's estimated score, and the memory rows that voted."""
 
@@ -173,3 +225,10 @@ class LiveQueryRouter:
                       key=lambda i: (-round(float(utility[i]), 9), list(self.knn.order).index(i)))
         ranked = [self.knn.models[i] for i in [best, *rest]]
         return ranked, {m: round(float(v), 4) for m, v in zip(self.knn.models, expected[0])}
+
+    def record(self, query: str, expert: str, score: float, task: str) -> None:
+        """A served answer's outcome joins the memory: the next query near this one weighs it."""
+        if expert not in self.knn.models:
+            return
+        vector = np.asarray(self.encoder.encode([query]), dtype=np.float32)[0]
+        self.knn.add_outcome(vector, expert, score, task)

@@ -21,6 +21,7 @@ class TaskMap(BaseModel):
     ranking: dict[str, list[str]]
     default_expert: str
     accuracy: dict[str, dict[str, float]] = Field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = Field(default_factory=dict, description="outcomes behind each accuracy")
 
     @property
     def version(self) -> str:
@@ -65,6 +66,22 @@ class TaskMap(BaseModel):
         return Route(expert=ordered[0], fallbacks=ordered[1:], reason=reason), candidates
 
 
+    def with_outcome(self, task: str, expert: str, score: float) -> "TaskMap":
+        """The map after one more recorded outcome (served feedback): the expert's accuracy on the task moves by
+        one observation, and a task whose experts all have accuracies is ranked again by them."""
+        accuracy = {t: dict(s) for t, s in self.accuracy.items()}
+        counts = {t: dict(c) for t, c in self.counts.items()}
+        seen = counts.setdefault(task, {}).get(expert, 0)
+        old = accuracy.setdefault(task, {}).get(expert)
+        accuracy[task][expert] = score if old is None else (old * seen + score) / (seen + 1)
+        counts[task][expert] = seen + 1
+        ranking = {t: list(r) for t, r in self.ranking.items()}
+        ranked = ranking.get(task)
+        if ranked and all(e in accuracy[task] for e in ranked):
+            ranking[task] = sorted(ranked, key=lambda e: (-accuracy[task][e], ranked.index(e)))
+        return self.model_copy(update={"ranking": ranking, "accuracy": accuracy, "counts": counts})
+
+
 def task_map_from_config(config: RouterConfig) -> TaskMap:
     """The ranked task map and best-average expert: the config's own lists, or those of a leaderboard file.
 
@@ -72,13 +89,14 @@ def task_map_from_config(config: RouterConfig) -> TaskMap:
     the leaderboard's overall best, else the first expert.
     """
     accuracy: dict[str, dict[str, float]] = {}
+    counts: dict[str, dict[str, int]] = {}
     if isinstance(config.task_map, TaskMapFile):
-        ranking, overall_best, accuracy = load_task_map_file(config, config.task_map)
+        ranking, overall_best, accuracy, counts = load_task_map_file(config, config.task_map)
     else:
         ranking, overall_best = dict(config.task_map), None
     unknown = ranking.pop(UNKNOWN_TASK, None)
     default = config.default_expert or (unknown[0] if unknown else None) or overall_best or next(iter(config.experts))
-    return TaskMap(ranking=ranking, default_expert=default, accuracy=accuracy)
+    return TaskMap(ranking=ranking, default_expert=default, accuracy=accuracy, counts=counts)
 
 
 def expert_prices(config: RouterConfig) -> dict[str, float]:

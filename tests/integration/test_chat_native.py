@@ -6,25 +6,22 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
-from langchain_core.tracers.base import BaseTracer
 from langgraph.checkpoint.memory import InMemorySaver
 
 from coe_router import CoERouterChatModel, ToolsUnsupportedError, build_graph, load_config
+from tests.fakes import CollectingTracer
 from tests.integration.openai_expert import llama_cpp_server
 
 pytestmark = pytest.mark.integration
 EXPERTS = {"gemma3", "smollm2"}
 
 
-class PromptCollector(BaseTracer):
+class PromptCollector(CollectingTracer):
     """Keeps the messages every chat model call was sent."""
 
     def __init__(self):
         super().__init__()
         self.prompts = []
-
-    def _persist_run(self, run):
-        pass
 
     def on_chat_model_start(self, serialized, messages, **kwargs):
         self.prompts.append(messages[0])

@@ -4,7 +4,6 @@ as a langchain-chroma `VectorStore`, local likelihood scoring as traced LLM runs
 import numpy as np
 import pytest
 from langchain_core.runnables import RunnableLambda
-from langchain_core.tracers.base import BaseTracer
 from pydantic import BaseModel
 
 from coe_router import load_config
@@ -13,20 +12,9 @@ from coe_router.models.factory import build_models
 from coe_router.models.scoring import LikelihoodScorer, likelihood_scorer
 from coe_router.retrieval.encoder import load_encoder
 from coe_router.routing.classifiers import LlmClassifier
+from tests.fakes import CollectingTracer
 
 pytestmark = pytest.mark.integration
-
-
-class RunCollector(BaseTracer):
-    def __init__(self):
-        super().__init__()
-        self.runs = []
-
-    def _persist_run(self, run):
-        pass
-
-    def _on_run_update(self, run):
-        self.runs.append(run)
 
 
 def test_minilm_is_a_langchain_embeddings_with_the_same_vectors():
@@ -54,12 +42,11 @@ def test_local_label_scoring_is_a_likelihood_scorer_and_shows_in_traces(local_co
     config = load_config(local_config_path)
     model = build_models(config, {"smollm2-135m"})["smollm2-135m"]
     assert isinstance(model, LikelihoodScorer) and likelihood_scorer(model) is model
-    collector = RunCollector()
+    collector = CollectingTracer()
     classify = LlmClassifier(config.tasks, model, use_examples=False)
     RunnableLambda(lambda query: classify(query, None, []), name="classify").invoke(
         "Which enzyme unwinds DNA?", config={"callbacks": [collector]})
-    runs = {run.id: run for root in collector.runs for run in [root, *root.child_runs]}
-    scoring = [run for run in runs.values() if run.name == "task-classifier"]
+    scoring = [run for run in collector.all_runs() if run.name == "task-classifier"]
     assert len(scoring) == 1 and scoring[0].run_type == "llm"
     assert scoring[0].extra["metadata"]["role"] == "classifier" and "coe:classifier" in scoring[0].tags
     scores = scoring[0].outputs["generations"][0][0]["text"]

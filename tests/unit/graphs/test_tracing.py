@@ -1,35 +1,7 @@
 """Traces carry the routing decision: captured in-process with a callback tracer (no LangSmith endpoint)."""
 
-from langchain_core.tracers.base import BaseTracer
-
 from coe_router import build_graph
-from tests.fakes import FailingChat, ScriptedChat
-
-
-class CollectingTracer(BaseTracer):
-    """Keeps every finished run (the way LangSmith's tracer would send them)."""
-
-    def __init__(self):
-        super().__init__()
-        self.runs = []
-
-    def _persist_run(self, run):
-        pass
-
-    def _end_trace(self, run):
-        super()._end_trace(run)
-
-    def _on_run_update(self, run):
-        self.runs.append(run)
-
-
-def all_runs(tracer):
-    seen, stack = [], list(tracer.runs)
-    while stack:
-        run = stack.pop()
-        seen.append(run)
-        stack.extend(run.child_runs)
-    return seen
+from tests.fakes import CollectingTracer, FailingChat, ScriptedChat
 
 
 def test_expert_call_is_a_child_run_named_after_the_expert_with_the_decision(config, store):
@@ -39,7 +11,7 @@ def test_expert_call_is_a_child_run_named_after_the_expert_with_the_decision(con
     graph = build_graph(config, models=models, store=store)
     result = graph.invoke({"query": "solve the equation 5x = 10"},
                           config={"callbacks": [tracer], "run_name": "coe-router", "tags": ["coe-router"]})
-    runs = {run.name: run for run in all_runs(tracer)}
+    runs = {run.name: run for run in tracer.all_runs()}
     assert {"coe-router", "retriever", "classifier", "router", "expert"} <= set(runs)
     assert runs["coe-router"].outputs["decision"].expert == "generalist"
 

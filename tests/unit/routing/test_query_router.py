@@ -96,3 +96,41 @@ def test_a_knn_router_needs_its_memory(tmp_path):
     with pytest.raises(ConfigError, match="router.outcomes"):
         load_config(write_config(tmp_path, router={"kind": "knn"}))
     assert KnnRouterParams().k == 100
+
+
+def test_feedback_on_served_answers_changes_later_routing(tmp_path, store):
+    from coe_router.feedback import FeedbackError, FeedbackRecorder
+
+    graph = build_graph(knn_config(tmp_path), models=fakes(), store=store, encoder=BagOfWordsEncoder())
+    recorder = FeedbackRecorder(graph, journal=tmp_path / "feedback.jsonl")
+    query = "solve the equation with the integral of a fraction"
+    first = graph.invoke({"query": query})["decision"]
+    assert first.expert == "mathematician"
+    for n in range(12):   # the mathematician keeps getting this kind of question wrong, the generalist right
+        recorder.served(f"a{n}", query, first.task, "mathematician")
+        recorder.record(f"a{n}", 0.0)
+        recorder.served(f"b{n}", query, first.task, "generalist")
+        recorder.record(f"b{n}", 1.0)
+    assert graph.invoke({"query": query})["decision"].expert == "generalist"
+    journal = (tmp_path / "feedback.jsonl").read_text().splitlines()
+    assert len(journal) == 24 and json.loads(journal[0])["model"] == "mathematician"
+    with pytest.raises(FeedbackError, match="no served answer"):
+        recorder.record("not-an-id", 1.0)
+    with pytest.raises(FeedbackError, match=r"\[0, 1\]"):
+        recorder.record("a0", 7)
+
+
+def test_feedback_moves_the_task_map_without_retraining(config, store):
+    from coe_router.feedback import FeedbackRecorder
+
+    board_graph = build_graph(config, models=fakes(), store=store)
+    pool = board_graph.pool
+    pool.record_outcome("math", "generalist", 1.0)
+    assert pool.task_map.ranking["math"] == ["mathematician", "generalist"]   # mathematician has no accuracy yet
+    pool.record_outcome("math", "mathematician", 0.0)
+    assert pool.task_map.ranking["math"] == ["generalist", "mathematician"]
+    recorder = FeedbackRecorder(board_graph)
+    recorder.served("c1", "solve 2x = 4", "math", "mathematician")
+    recorder.record("c1", 1.0)
+    assert pool.task_map.accuracy["math"]["mathematician"] == 0.5
+    assert board_graph.invoke({"query": "solve the equation 2x = 4"})["decision"].expert == "generalist"
