@@ -114,7 +114,7 @@ def test_leaderboard_json_drives_a_config_task_map(tmp_path):
     from coe_router import load_config
 
     config = load_config(write_config(tmp_path, task_map={"from": "lb.json"}))
-    ranking, overall_best, _ = load_task_map_file(config, config.task_map)
+    ranking, overall_best, _, _ = load_task_map_file(config, config.task_map)
     assert ranking["math"] == ["generalist", "mathematician", "coder"]
     assert overall_best == "generalist"
 
