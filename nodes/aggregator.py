@@ -18,8 +18,8 @@ from coe_router.graphs.state import RouterState, read
 from coe_router.prompts.aggregator import format_refine_prompt
 from coe_router.routing.expert_call import ANSWER_TAG
 from coe_router.routing.reply import answer_message
-from coe_router.run_annotations import annotate_router_run
 from coe_router.schema import Consultation
+from coe_router.tracing.annotations import annotate_router_run
 
 from .expert import ExpertsFailedError
 

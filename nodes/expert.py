@@ -12,7 +12,7 @@ from coe_router.routing.context_window import ContextWindowError, QueryTooLongEr
 from coe_router.routing.expert_call import ToolsUnsupportedError, ask_expert, with_context
 from coe_router.routing.pool import ExpertPool
 from coe_router.routing.reply import answer_message
-from coe_router.run_annotations import annotate_router_run
+from coe_router.tracing.annotations import annotate_router_run
 
 
 class ExpertsFailedError(RuntimeError):

@@ -18,8 +18,8 @@ from coe_router.graphs.state import RouterState, read
 from coe_router.routing.pool import ExpertPool
 from coe_router.routing.query_router import LiveQueryRouter
 from coe_router.routing.task_map import TaskMap
-from coe_router.run_annotations import annotate_router_run
 from coe_router.schema import Candidate, Route, RoutingDecision, TaskDecision
+from coe_router.tracing.annotations import annotate_router_run
 
 
 def review_error(task_map: TaskMap, choice: object) -> str | None:

@@ -12,7 +12,7 @@ from coe_router.graphs.state import PlanState, read
 from coe_router.prompts.planner import format_synthesizer_prompt
 from coe_router.routing.expert_call import ANSWER_TAG
 from coe_router.routing.reply import answer_message
-from coe_router.run_annotations import annotate_router_run
+from coe_router.tracing.annotations import annotate_router_run
 
 
 def make_synthesizer_node(model: BaseChatModel | None) -> Callable[[PlanState, RunnableConfig], dict]:

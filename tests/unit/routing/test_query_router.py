@@ -99,7 +99,7 @@ def test_a_knn_router_needs_its_memory(tmp_path):
 
 
 def test_feedback_on_served_answers_changes_later_routing(tmp_path, store):
-    from coe_router.feedback import FeedbackError, FeedbackRecorder
+    from coe_router.routing.feedback import FeedbackError, FeedbackRecorder
 
     graph = build_graph(knn_config(tmp_path), models=fakes(), store=store, encoder=BagOfWordsEncoder())
     recorder = FeedbackRecorder(graph, journal=tmp_path / "feedback.jsonl")
@@ -121,7 +121,7 @@ def test_feedback_on_served_answers_changes_later_routing(tmp_path, store):
 
 
 def test_feedback_moves_the_task_map_without_retraining(config, store):
-    from coe_router.feedback import FeedbackRecorder
+    from coe_router.routing.feedback import FeedbackRecorder
 
     board_graph = build_graph(config, models=fakes(), store=store)
     pool = board_graph.pool
