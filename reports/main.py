@@ -4,9 +4,9 @@
 
 Run it from the repository root. Every number in the file is computed here from the data, on a held-out split;
 every setting (classifier k, knn-router k / weighting / prior) is chosen on the training split alone
-(leave-one-out or 5-fold CV). Question embeddings are cached (~/.cache/coe-router/embeddings, keyed by text
-hash), so only the first run pays for encoding (19 min on 2 CPU cores, 10 of them for the options ablation);
-later runs take about 1.5 minutes.
+(leave-one-out or 5-fold CV). The figures (quality/cost curves, capability radar, confusion heatmaps) are written
+to img/ next to the markdown file and linked from it. Question embeddings are cached
+(~/.cache/coe-router/embeddings, keyed by text hash), so only the first run pays for encoding.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from reports.tables import ROUTER_NOTES
+from reports.tables import ROUTER_NOTES, Figures
 
 
 def find_data_dir(explicit: str | Path | None = None) -> Path:
@@ -39,13 +39,15 @@ def header_lines(elapsed: float) -> list[str]:
         "do not edit by hand. Accuracy is the mean recorded score of the model each test question was routed to "
         "(no model runs). All settings are chosen on the training split (classifier k by leave-one-out, "
         "knn-router k / weighting / prior by 5-fold cross-validation); the test split is used once. Embeddings: "
-        "all-MiniLM-L6-v2 of the question text, cached by text hash."),
+        "all-MiniLM-L6-v2 of the question text, cached by text hash. Differences between routers carry paired "
+        "bootstrap 95% intervals over the test questions (2,000 resamples); formats and metric definitions "
+        "(APGR, CPT, Pareto points, the bootstrap) are in docs/EVALUATION.md."),
         "",
         "Routers: " + "; ".join(f"**{name}**: {text}" for name, text in ROUTER_NOTES.items()) + ".",
         "",
-        (f"This run took {elapsed / 60:.1f} min. With the embedding cache warm a run takes about 1.5 min on 2 CPU "
-        "cores; a cold cache adds the encoding (measured: 4 min for the MMLU-Pro questions, 10 min for questions + "
-        "options of the ablation, skip it with `--no-ablation`, 3 min for LLMRouter; 19 min in all)."),
+        (f"This run took {elapsed / 60:.1f} min with the embedding cache warm; a cold cache adds the encoding "
+        "(measured on 2 CPU cores: 1.4 min for the MMLU-Pro questions, 1.2 min for LLMRouter, 7 min for the "
+        "questions + options of the ablation, which `--no-ablation` skips)."),
         "",
     ]
 
@@ -69,10 +71,11 @@ def generate_results(out: str | Path = "docs/RESULTS.md", *, data_dir: str | Pat
         from coe_router.evaluation.embedding_cache import LazyEncoder
 
         encoder = LazyEncoder()
-    mmlu, summary = mmlu_section(data, encoder, cache_dir, seeds, log, ablation)
-    sections = [mmlu, llmrouter_section(data, encoder, cache_dir, log), devops_section(data)]
-    header = "\n".join(header_lines(time.perf_counter() - started))
     path = Path(out)
+    figures = Figures(path.parent / "img")
+    mmlu, summary = mmlu_section(data, encoder, cache_dir, seeds, log, figures, ablation)
+    sections = [mmlu, llmrouter_section(data, encoder, cache_dir, log, figures), devops_section(data)]
+    header = "\n".join(header_lines(time.perf_counter() - started))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + "\n" + "\n".join(summary) + "\n" + "\n".join(sections), encoding="utf-8")
     log(f"wrote {path}")

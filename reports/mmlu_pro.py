@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from coe_router.evaluation.outcomes import Outcomes, read_outcomes
+from coe_router.evaluation.plots import plot_confusion, plot_radar
+from coe_router.evaluation.replay import pool_union, prepare_pool
 from coe_router.evaluation.splits import stratified_split
 from reports.pools import PRIMARY_SEED, TEST_FRACTION, PoolReport, encode, evaluate_pool
 from reports.tables import (
+    Figures,
     classifier_line,
     confusions,
     knn_tuning_lines,
@@ -60,7 +63,20 @@ def mmlu_pools() -> dict[str, tuple[list[str], str]]:
     }
 
 
-def mmlu_section(data: Path, encoder, cache_dir, seeds: int, log, ablation: bool = True) -> tuple[str, list[str]]:
+def split_rows(outcomes: Outcomes, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The split of `coe eval split`: stratified by category, duplicate question texts on one side."""
+    return stratified_split(outcomes.ids, outcomes.categories, TEST_FRACTION, seed, outcomes.questions)
+
+
+def fixed_questions(outcomes: Outcomes, train_rows: np.ndarray, test_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the split that every model of every pool answered: one question set for all pools."""
+    union = pool_union({name: models for name, (models, _) in mmlu_pools().items()})
+    _, _, keep_train, keep_test = prepare_pool(outcomes.take(train_rows), outcomes.take(test_rows), union)
+    return train_rows[keep_train], test_rows[keep_test]
+
+
+def mmlu_section(data: Path, encoder, cache_dir, seeds: int, log, figures: Figures,
+                 ablation: bool = True) -> tuple[str, list[str]]:
     """The MMLU-Pro tables, and the summary lines (targets of the issue vs what was measured) for the header."""
     folder = data / "mmlu-pro-model-outputs"
     outcomes = read_outcomes(folder / "correctness.csv", folder / "questions.jsonl")
@@ -68,7 +84,8 @@ def mmlu_section(data: Path, encoder, cache_dir, seeds: int, log, ablation: bool
     if unknown:
         raise ValueError(f"models without size/licence metadata in {MODELS_CSV.name}: {unknown}")
     vectors = encode(outcomes.questions, encoder, cache_dir, "encoding MMLU-Pro questions")
-    train_rows, test_rows = stratified_split(outcomes.ids, outcomes.categories, TEST_FRACTION, PRIMARY_SEED)
+    split_train, split_test = split_rows(outcomes, PRIMARY_SEED)
+    train_rows, test_rows = fixed_questions(outcomes, split_train, split_test)
     train, test = outcomes.take(train_rows), outcomes.take(test_rows)
     reports = {}
     for name, (models, _) in mmlu_pools().items():
@@ -80,11 +97,13 @@ def mmlu_section(data: Path, encoder, cache_dir, seeds: int, log, ablation: bool
         "## MMLU-Pro: 29 models' recorded 5-shot CoT answers",
         "",
         (f"{outcomes.n:,} questions, 14 categories (the task labels). Split: category-stratified, "
-        f"{int(TEST_FRACTION * 100)}% test, seed {PRIMARY_SEED} (`coe eval split`), {len(train_rows):,} train / "
-        f"{len(test_rows):,} test questions. Missing cells: DeepSeek-Coder-V2 was not evaluated on 1,171 questions "
-        "(592 engineering, 540 chemistry), the Gemini models on 22; a pool keeps only the questions every one of its "
-        "models answered (on train and on test), so all routers of a pool are scored on the same questions. This "
-        "leaves few engineering and chemistry questions in the pools that contain DeepSeek-Coder-V2."),
+        f"{int(TEST_FRACTION * 100)}% test, seed {PRIMARY_SEED} (`coe eval split`: the {_duplicates(outcomes)} "
+        f"questions whose text occurs more than once stay on one side), {len(split_train):,} train / "
+        f"{len(split_test):,} test questions. Missing cells: DeepSeek-Coder-V2 was not evaluated on 1,171 questions "
+        "(592 engineering, 540 chemistry), the Gemini models on 22; every pool is scored on one fixed question set, "
+        f"the questions all {len(outcomes.models)} models answered ({len(train_rows):,} train / {len(test_rows):,} "
+        "test), so pools and routers are compared on the same questions. This leaves few engineering and chemistry "
+        "questions."),
         "",
         "Pools: " + "; ".join(f"**{n}**: {why}" for n, (_, why) in mmlu_pools().items()) + ". "
         "c4ai-command-r-v01 (CC-BY-NC), jamba-1.5-large (Jamba Open Model License) and DeepSeek-Coder-V2 (DeepSeek "
@@ -108,9 +127,16 @@ def mmlu_section(data: Path, encoder, cache_dir, seeds: int, log, ablation: bool
         "",
         leaderboard_table(full.leaderboard),
         "",
+        figures.draw("mmlu_pro_radar.png", "Capability radar: per-category train accuracy of the best models",
+                     plot_radar, full.leaderboard, title="MMLU-Pro capability radar (train split, 29-model pool)"),
+        "",
         "### Classifier per category (29-model pool, test)",
         "",
         per_class_table(full.classifier),
+        "",
+        figures.draw("mmlu_pro_confusion.png", "Confusion heatmap of the knn classifier", plot_confusion,
+                     full.classifier.confusion, full.classifier.labels,
+                     title=f"knn classifier (k={full.classifier_k}), MMLU-Pro test, accuracy {full.classifier.accuracy:.1f}%"),
         "",
         f"Most frequent confusions (gold -> predicted): {confusions(full.classifier)}.",
         "",
@@ -162,7 +188,7 @@ def robustness_section(outcomes: Outcomes, vectors: np.ndarray, seeds: int, log
     margins, two_stage_gaps = [], []
     for seed in range(seeds):
         log(f"MMLU-Pro all 29 models, split seed {seed}")
-        train_rows, test_rows = stratified_split(outcomes.ids, outcomes.categories, TEST_FRACTION, seed)
+        train_rows, test_rows = split_rows(outcomes, seed)
         report = evaluate_pool("all", outcomes.take(train_rows), outcomes.take(test_rows), vectors[train_rows],
                                vectors[test_rows])
         for r in report.results:
@@ -177,7 +203,8 @@ def robustness_section(outcomes: Outcomes, vectors: np.ndarray, seeds: int, log
     return [
         f"### Robustness: all 29 models, split seeds 0-{seeds - 1}",
         "",
-        "Each seed is a fresh stratified 70/30 split, with k and the knn-router settings re-tuned on its train part.",
+        ("Each seed is a fresh stratified 70/30 split (duplicates kept together), with k and the knn-router settings "
+        "re-tuned on its train part."),
         "",
         seeds_table,
         "",
@@ -187,6 +214,13 @@ def robustness_section(outcomes: Outcomes, vectors: np.ndarray, seeds: int, log
         f"(within 0.5 points on {sum(abs(g) <= 0.5 for g in two_stage_gaps)} of {seeds})."),
         "",
     ], rows_by_router
+
+
+def _duplicates(outcomes: Outcomes) -> int:
+    from coe_router.evaluation.splits import duplicate_groups
+
+    groups = duplicate_groups(outcomes.questions, outcomes.n)
+    return int((np.bincount(groups)[groups] > 1).sum())
 
 
 def options_ablation(outcomes: Outcomes, train_rows, test_rows, encoder, cache_dir, base: PoolReport, log) -> list[str]:

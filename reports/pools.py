@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from coe_router.evaluation.embedding_cache import encode_cached
 from coe_router.evaluation.leaderboard import Leaderboard
 from coe_router.evaluation.outcomes import Outcomes
 from coe_router.evaluation.replay import ClassifierReport, ReplayBench, ReplayResult, prepare_pool
-from coe_router.evaluation.tuning import CvScore, default_grid, tune_classifier_k, tune_knn_router
+from coe_router.evaluation.tuning import CvScore, best_classifier_k, default_grid, tune_classifier_k, tune_knn_router
 from coe_router.routing.query_router import KnnRouterParams
 
 TEST_FRACTION = 0.3
@@ -19,7 +20,7 @@ PRIMARY_SEED = 0
 
 
 class PoolReport(BaseModel):
-    """Everything measured for one model pool on one split."""
+    """Everything measured for one model pool on one split (`bench`: the tuned ReplayBench, for further sweeps)."""
 
     name: str
     models: list[str]
@@ -33,14 +34,10 @@ class PoolReport(BaseModel):
     knn_cv: float
     knn_top: list[CvScore]
     leaderboard: Leaderboard
+    bench: Any = Field(None, exclude=True)
 
     def result(self, router: str) -> ReplayResult:
         return next(r for r in self.results if r.router == router)
-
-
-def best_k(loo: dict[int, float]) -> int:
-    """Highest leave-one-out accuracy; ties to the smaller k."""
-    return min(loo, key=lambda k: (-loo[k], k))
 
 
 def evaluate_pool(name: str, train: Outcomes, test: Outcomes, train_vectors: np.ndarray, test_vectors: np.ndarray,
@@ -49,14 +46,14 @@ def evaluate_pool(name: str, train: Outcomes, test: Outcomes, train_vectors: np.
     train, test, train_rows, test_rows = prepare_pool(train, test, models, "drop")
     train_vectors, test_vectors = train_vectors[train_rows], test_vectors[test_rows]
     loo = tune_classifier_k(train_vectors, train.categories)
-    k = best_k(loo)
+    k = best_classifier_k(loo)
     tuning = tune_knn_router(train.models, train_vectors, train.scores, train.categories.tolist(),
                              grid=default_grid(task_k=k), prices=prices, progress=True)
     bench = ReplayBench(train, test, train_vectors, test_vectors, prices=prices, classifier_k=k, knn_params=tuning.best)
     return PoolReport(
         name=name, models=train.models, n_train=train.n, n_test=test.n, results=bench.run_all(),
         classifier=bench.classifier_report, classifier_k=k, classifier_loo=loo, knn=tuning.best,
-        knn_cv=tuning.best_accuracy, knn_top=tuning.table[:5], leaderboard=bench.leaderboard,
+        knn_cv=tuning.best_accuracy, knn_top=tuning.table[:5], leaderboard=bench.leaderboard, bench=bench,
     )
 
 

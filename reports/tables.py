@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from coe_router.evaluation.curves import CurveReport
     from coe_router.evaluation.leaderboard import Leaderboard
     from coe_router.evaluation.replay import ClassifierReport, ReplayResult
     from coe_router.routing.query_router import KnnRouterParams
@@ -19,6 +22,19 @@ ROUTER_NOTES = {
     "two-stage": "knn-classified task -> best train expert (CoE-Ops pipeline)",
     "knn-router": "query-level: neighbours' recorded outcomes, shrunk to the task prior",
 }
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Where the report's images go (`folder`) and how the markdown links them (`link`, relative to the file)."""
+
+    folder: Path
+    link: str = "img"
+
+    def draw(self, name: str, alt: str, plot: Callable, *args, **kwargs) -> str:
+        """Draw with `plot(*args, <folder>/<name>, **kwargs)` and return the markdown image line."""
+        plot(*args, self.folder / name, **kwargs)
+        return f"![{alt}]({self.link}/{name})"
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
@@ -39,16 +55,22 @@ def knn_text(params: KnnRouterParams) -> str:
     return f"k={params.k}, {weighting}, {prior}, task k={params.task_k}"
 
 
+def difference(result: ReplayResult, baseline: str) -> str:
+    """`+1.20 [-0.40, +2.80]`: the result minus the baseline with its paired bootstrap 95% interval."""
+    found = next((d for d in result.differences if d.b == baseline), None)
+    return found.text() if found is not None else ("+0.00" if result.router == baseline else "")
+
+
 def router_table(report: PoolReport, cost: bool = False) -> str:
-    best = report.result("best-single").accuracy
-    header = ["router", "accuracy %", "vs best single"] + (["$ / 1M tok"] if cost else []) + ["routed to", "what it is"]
+    header = (["router", "accuracy %", "vs best single [95% CI]", "vs category [95% CI]"]
+              + (["$ / 1M tok"] if cost else []) + ["routed to", "what it is"])
     rows = []
     for r in report.results:
         acc = f"{r.accuracy:.2f}" + (f" ± {r.accuracy_std:.2f}" if r.accuracy_std is not None else "")
         if r.router == "two-stage":
             acc += f" (classifier {r.classifier_accuracy:.1f}%)"
         row = [f"**{r.router}**" if r.router in ("two-stage", "knn-router") else r.router, acc,
-               f"{r.accuracy - best:+.2f}"]
+               difference(r, "best-single"), difference(r, "category")]
         if cost:
             row.append(f"{r.mean_price:.3f}" if r.mean_price is not None else "")
         row += [picks(r) if r.router != "random" else "-", ROUTER_NOTES[r.router]]
@@ -99,3 +121,32 @@ def knn_tuning_lines(report: PoolReport) -> str:
     for row in report.knn_top[1:5]:
         lines.append(f"- {knn_text(row.params)}: {row.accuracy:.2f}%")
     return "\n".join(lines)
+
+
+def _setting(point, strong_cost: float) -> str:
+    if point is None:
+        return "not reached"
+    return f"lambda={point.cost_weight:g}: {point.accuracy:.2f}% at {point.cost:.3f} ({100 * point.cost / strong_cost:.0f}%)"
+
+
+def curve_summary_table(report: CurveReport) -> str:
+    """Per router: APGR, CPT(50%/80%), the cheapest setting matching the best single and the best one within its cost."""
+    rows = []
+    for curve in report.routers:
+        cpt = [f"{c.percent_of_strong:.1f}%" if c is not None else "not reached" for c in curve.cpt]
+        rows.append([curve.router, f"{curve.apgr:.3f}" if curve.apgr is not None else "-", *cpt,
+                     _setting(curve.matches_best_single, report.strong.cost),
+                     _setting(curve.at_best_single_cost, report.strong.cost)])
+    return table(["router", "APGR", "CPT(50%)", "CPT(80%)", "cheapest setting reaching the best single's accuracy",
+                  "most accurate setting within the best single's cost"], rows)
+
+
+def curve_points_table(report: CurveReport) -> str:
+    """Accuracy % / cost of every router at every cost weight; Pareto points in bold."""
+    cell = lambda p: f"**{p.accuracy:.2f} / {p.cost:.3f}**" if p.pareto else f"{p.accuracy:.2f} / {p.cost:.3f}"
+    rows = [[f"{w:g}", *(cell(curve.points[i]) for curve in report.routers)] for i, w in enumerate(report.weights)]
+    return table(["lambda", *(f"{curve.router} acc % / cost" for curve in report.routers)], rows)
+
+
+def interval_lines(report: CurveReport) -> str:
+    return "\n".join(f"- {i.a} minus {i.b}: {i.text()} points" for i in report.intervals)

@@ -1,5 +1,5 @@
-"""`coe eval split|classifier|replay|import-llmrouter`: offline evaluation of classifiers and routers on
-recorded data (no model runs, except the llm/hybrid classifiers).
+"""`coe eval split|import|import-llmrouter|classifier|replay|curve`: offline evaluation of classifiers and routers
+on recorded data (no model runs, except the llm/hybrid classifiers). Formats and metrics: docs/EVALUATION.md.
 
 Every command that prints figures has `--json` for one machine-readable object on stdout; progress bars go to
 stderr.
@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from coe_router.cli.common import print_json, split_list
+from coe_router.evaluation import DEFAULT_CLASSIFIER_K
 
 
 def get_encoder():
@@ -22,12 +23,53 @@ def get_encoder():
     return LazyEncoder()
 
 
+def _k_option(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return value
+
+
+def _plot(name: str, *args, **kwargs) -> bool:
+    """Draw with coe_router.evaluation.plots.<name>; False (and a message) when matplotlib is missing."""
+    from coe_router.evaluation import plots
+
+    try:
+        getattr(plots, name)(*args, **kwargs)
+    except plots.PlotDependencyError as exc:
+        print(f"coe: error: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _split(args: argparse.Namespace) -> int:
     from coe_router.evaluation.outcomes import read_outcomes
     from coe_router.evaluation.splits import write_split
 
     paths = write_split(read_outcomes(args.outcomes, args.questions), args.out, args.test_fraction, args.seed)
     print_json({k: str(v) for k, v in paths.items()})
+    return 0
+
+
+def _import_long(args: argparse.Namespace) -> int:
+    """A long file (one row per question and model) -> questions.jsonl + correctness.csv (+ costs.csv)."""
+    from coe_router.evaluation.long_format import ScoreRange, read_long
+    from coe_router.evaluation.outcomes import costs_path_for, write_outcomes
+    from coe_router.evaluation.prices import read_price_list
+
+    prices = read_price_list(args.prices) if args.prices else None
+    outcomes = read_long(args.long, ScoreRange.parse(args.score_range, args.clip), prices)
+    questions, scores = args.out / "questions.jsonl", args.out / "correctness.csv"
+    write_outcomes(outcomes, questions, scores)
+    written = {"questions": str(questions), "outcomes": str(scores), "n": outcomes.n, "models": outcomes.models}
+    if outcomes.costs is not None:
+        written["costs"] = str(costs_path_for(scores))
+    print_json(written)
     return 0
 
 
@@ -70,97 +112,179 @@ def _eval_classifier_model(args: argparse.Namespace, tasks: list[str]):
     return build_classifier(args.classifier, descriptions, model, threshold=args.threshold)
 
 
-def _eval_classifier(args: argparse.Namespace) -> int:
+def _encode(args: argparse.Namespace, train, test):
     from coe_router.evaluation.embedding_cache import encode_cached
+
+    encoder = get_encoder()
+    return (encode_cached(train.questions, encoder, cache_dir=args.cache_dir, desc="encoding train"),
+            encode_cached(test.questions, encoder, cache_dir=args.cache_dir, desc="encoding test"))
+
+
+def _classifier_k(args: argparse.Namespace, train_vectors, train) -> int:
+    """--k as given, or `auto`: the best leave-one-out k on train."""
+    if args.k != "auto":
+        return args.k
+    from coe_router.evaluation.tuning import best_classifier_k, tune_classifier_k
+
+    return best_classifier_k(tune_classifier_k(train_vectors, train.categories))
+
+
+def _eval_classifier(args: argparse.Namespace) -> int:
     from coe_router.evaluation.outcomes import read_questions
     from coe_router.evaluation.replay import classification_report, classify, retrieve
 
     train, test = read_questions(args.train_questions), read_questions(args.test_questions)
     if args.limit:
         test = test.take(list(range(min(args.limit, test.n))))
-    encoder = get_encoder()
-    train_vectors = encode_cached(train.questions, encoder, cache_dir=args.cache_dir, desc="encoding train")
-    test_vectors = encode_cached(test.questions, encoder, cache_dir=args.cache_dir, desc="encoding test")
+    train_vectors, test_vectors = _encode(args, train, test)
+    k = _classifier_k(args, train_vectors, train)
     classifier = _eval_classifier_model(args, train.tasks)
-    retrieved = retrieve(train_vectors, train.categories, test_vectors, args.k, train.questions, train.ids)
+    retrieved = retrieve(train_vectors, train.categories, test_vectors, k, train.questions, train.ids)
     decisions = classify(classifier, test.questions, retrieved, test.options or None, progress=True)
-    report = classification_report(test.categories, [d.task for d in decisions], classifier=args.classifier, k=args.k)
-    if args.plot:
-        from coe_router.evaluation.plots import PlotDependencyError, plot_confusion
-
-        try:
-            plot_confusion(report.confusion, report.labels, args.plot,
-                           title=f"{args.classifier} classifier (k={args.k}), accuracy {report.accuracy:.1f}%")
-        except PlotDependencyError as exc:
-            print(f"coe: error: {exc}", file=sys.stderr)
-            return 2
+    report = classification_report(test.categories, [d.task for d in decisions], classifier=args.classifier, k=k)
+    if args.plot and not _plot("plot_confusion", report.confusion, report.labels, args.plot,
+                               title=f"{args.classifier} classifier (k={k}), accuracy {report.accuracy:.1f}%"):
+        return 2
     if args.json:
         print_json(report.model_dump())
         return 0
-    print(f"{args.classifier} classifier, k={args.k}, n={report.n}: accuracy {report.accuracy:.2f}%  "
+    print(f"{args.classifier} classifier, k={k}, n={report.n}: accuracy {report.accuracy:.2f}%  "
           f"macro P/R/F1 {report.macro_precision:.2f}/{report.macro_recall:.2f}/{report.macro_f1:.2f}")
     for task, figures in report.per_class.items():
         print(f"  {task:<24} P {figures.precision:6.2f}  R {figures.recall:6.2f}  F1 {figures.f1:6.2f}  n={figures.support}")
     return 0
 
 
-def _knn_params(args: argparse.Namespace):
+def _knn_params(args: argparse.Namespace, k: int):
     from coe_router.routing.query_router import KnnRouterParams
 
     return KnnRouterParams(k=args.knn_k, weighting=args.weighting, temperature=args.temperature, prior=args.prior,
-                           prior_strength=args.prior_strength, task_k=args.task_k, cost_weight=args.cost_weight)
+                           prior_strength=args.prior_strength, task_k=args.task_k or k, cost_weight=args.cost_weight)
+
+
+class _Setup:
+    """What replay and curve share: the splits on one fixed question set for every pool, prices, vectors."""
+
+    def __init__(self, args: argparse.Namespace, need_vectors: bool):
+        from coe_router.evaluation.outcomes import read_outcomes
+        from coe_router.evaluation.prices import parse_tokens, read_price_list
+        from coe_router.evaluation.replay import parse_pools, pool_union, prepare_pool
+
+        train = read_outcomes(args.train_outcomes, args.train_questions)
+        test = read_outcomes(args.test_outcomes, args.test_questions)
+        if getattr(args, "pool", None):
+            self.pools = parse_pools(args.pool, train.models)
+        else:
+            self.pools = {"": split_list(args.models) or list(train.models)}
+        self.train, self.test, _, _ = prepare_pool(train, test, pool_union(self.pools), args.missing)
+        self.price_list = read_price_list(args.prices, pool_union(self.pools)) if args.prices else None
+        self.tokens = parse_tokens(args.tokens_per_query)
+        self.train_vectors = self.test_vectors = None
+        if need_vectors:
+            self.train_vectors, self.test_vectors = _encode(args, self.train, self.test)
+        self.k = _classifier_k(args, self.train_vectors, self.train) if need_vectors else (
+            DEFAULT_CLASSIFIER_K if args.k == "auto" else args.k)
+
+    def bench(self, args: argparse.Namespace, pool: list[str]):
+        """The ReplayBench of one pool (knn-router tuned on its train part with --tune), and the cost unit."""
+        from coe_router.evaluation.prices import routing_prices
+        from coe_router.evaluation.replay import ReplayBench
+
+        train, test = self.train.select_models(pool), self.test.select_models(pool)
+        prices, unit = routing_prices(self.price_list, pool, self.tokens, train)
+        params, cv = _knn_params(args, self.k), None
+        if args.tune and self.train_vectors is not None:
+            from coe_router.evaluation.tuning import default_grid, tune_knn_router
+
+            tuning = tune_knn_router(pool, self.train_vectors, train.scores, train.categories.tolist(),
+                                     grid=default_grid(args.cost_weight, task_k=params.task_k), prices=prices,
+                                     progress=True)
+            params, cv = tuning.best, tuning.best_accuracy
+        classifier = _eval_classifier_model(args, train.tasks) if args.classifier != "knn" else None
+        bench = ReplayBench(train, test, self.train_vectors, self.test_vectors, prices=prices, classifier_k=self.k,
+                            knn_params=params, classifier=classifier)
+        return bench, unit, cv
 
 
 def _eval_replay(args: argparse.Namespace) -> int:
-    from coe_router.evaluation.embedding_cache import encode_cached
-    from coe_router.evaluation.outcomes import read_outcomes, read_prices
-    from coe_router.evaluation.replay import ROUTERS, ReplayBench, prepare_pool
+    from coe_router.evaluation.replay import ROUTERS
 
     routers = list(ROUTERS) if args.router == "all" else split_list(args.router)
     unknown = [r for r in routers if r not in ROUTERS]
     if unknown:
         raise ValueError(f"unknown router(s) {unknown} ({', '.join(ROUTERS)}, all)")
-    train = read_outcomes(args.train_outcomes, args.train_questions)
-    test = read_outcomes(args.test_outcomes, args.test_questions)
-    train, test, _, _ = prepare_pool(train, test, split_list(args.models), args.missing)
-    prices = read_prices(args.prices) if args.prices else None
-    train_vectors = test_vectors = None
-    if {"two-stage", "knn-router"} & set(routers):
-        encoder = get_encoder()
-        train_vectors = encode_cached(train.questions, encoder, cache_dir=args.cache_dir, desc="encoding train")
-        test_vectors = encode_cached(test.questions, encoder, cache_dir=args.cache_dir, desc="encoding test")
-    params = _knn_params(args)
-    tuning = None
-    if args.tune and "knn-router" in routers:
-        from coe_router.evaluation.tuning import default_grid, tune_knn_router
-
-        tuning = tune_knn_router(train.models, train_vectors, train.scores, train.categories.tolist(),
-                                 grid=default_grid(args.cost_weight, task_k=args.k), prices=prices, progress=True)
-        params = tuning.best
-    classifier = None
-    if args.classifier != "knn":
-        classifier = _eval_classifier_model(args, train.tasks)
-    bench = ReplayBench(train, test, train_vectors, test_vectors, prices=prices, classifier_k=args.k,
-                        knn_params=params, classifier=classifier)
-    results = bench.run_all(routers)
+    setup = _Setup(args, need_vectors=bool({"two-stage", "knn-router"} & set(routers)) or args.k == "auto")
+    by_pool = {}
+    for name, pool in setup.pools.items():
+        bench, _, cv = setup.bench(args, pool)
+        payload = [r.model_dump() for r in bench.run_all(routers)]
+        for item in payload:
+            if item["router"] == "knn-router" and cv is not None:
+                item["cv_accuracy"] = cv
+        by_pool[name] = payload
     if args.json:
-        payload = [r.model_dump() for r in results]
-        if tuning is not None:
-            for item in payload:
-                if item["router"] == "knn-router":
-                    item["cv_accuracy"] = tuning.best_accuracy
-        print_json(payload[0] if len(payload) == 1 else payload)
+        if args.pool:
+            print_json({"n_train": setup.train.n, "n_test": setup.test.n, "classifier_k": setup.k, "pools": by_pool})
+        else:
+            payload = by_pool[""]
+            print_json(payload[0] if len(payload) == 1 else payload)
         return 0
-    print(f"{test.n} test questions, {len(train.models)} models, {train.n} training questions")
-    for r in results:
-        extra = []
-        if r.accuracy_std is not None:
-            extra.append(f"+/- {r.accuracy_std:.2f} over {r.params.get('seeds')} seeds")
-        if r.classifier_accuracy is not None:
-            extra.append(f"classifier {r.classifier_accuracy:.2f}%")
-        if r.mean_price is not None:
-            extra.append(f"${r.mean_price:.3f}/1M tokens")
-        print(f"  {r.router:<12} {r.accuracy:6.2f}%  " + "  ".join(extra))
+    print(f"{setup.test.n} test questions, {setup.train.n} training questions (the same for every pool), "
+          f"classifier k={setup.k}")
+    for name, payload in by_pool.items():
+        print(f"pool {name}: {len(setup.pools[name])} models" if name else f"{len(setup.pools[name])} models")
+        for r in payload:
+            print("  " + _replay_line(r))
+    return 0
+
+
+def _replay_line(r: dict) -> str:
+    extra = []
+    if r["accuracy_std"] is not None:
+        extra.append(f"+/- {r['accuracy_std']:.2f} over {r['params'].get('seeds')} seeds")
+    if r["classifier_accuracy"] is not None:
+        extra.append(f"classifier {r['classifier_accuracy']:.2f}%")
+    if r["mean_price"] is not None:
+        extra.append(f"${r['mean_price']:.3f}/1M tokens")
+    if r["mean_cost"] is not None:
+        extra.append(f"${r['mean_cost']:.6f}/query")
+    for d in r["differences"]:
+        extra.append(f"vs {d['b']} {d['difference']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]")
+    return f"{r['router']:<12} {r['accuracy']:6.2f}%  " + "  ".join(extra)
+
+
+def _eval_curve(args: argparse.Namespace) -> int:
+    from coe_router.evaluation.curves import CURVE_ROUTERS, DEFAULT_WEIGHTS, cost_curve
+    from coe_router.evaluation.prices import PER_QUERY, cost_matrix
+
+    routers = split_list(args.router) or list(CURVE_ROUTERS)
+    weights = [float(w) for w in split_list(args.weights)] if args.weights else list(DEFAULT_WEIGHTS)
+    if any(w < 0 for w in weights):
+        raise ValueError(f"cost weights must be >= 0, got {weights}")
+    setup = _Setup(args, need_vectors=routers != ["category"] or args.k == "auto")
+    pool = setup.pools[""]
+    bench, unit, _ = setup.bench(args, pool)
+    costs = cost_matrix(bench.test, bench.prices)
+    if costs is None:
+        raise ValueError("coe eval curve needs --prices or per-query costs (costs.csv next to the outcomes)")
+    unit = unit if bench.test.costs is None else PER_QUERY
+    report = cost_curve(bench, costs, unit, weights, routers, samples=args.bootstrap)
+    if args.out and not _plot("plot_curve", report, args.out,
+                              title=f"Quality vs cost ({report.n} test questions, {len(pool)} models)"):
+        return 2
+    if args.json:
+        print_json(report.model_dump())
+        return 0
+    print(f"{report.n} test questions; cost in {report.cost_unit}; weak {report.weak.model} "
+          f"({report.weak.accuracy:.2f}%, {report.weak.cost:.4g}), strong {report.strong.model} "
+          f"({report.strong.accuracy:.2f}%, {report.strong.cost:.4g})")
+    for curve in report.routers:
+        cpt = ", ".join(f"CPT({c.gap}%) {c.percent_of_strong:.1f}%" if c else "-" for c in curve.cpt)
+        print(f"{curve.router}: APGR {curve.apgr if curve.apgr is not None else '-'}  {cpt}")
+        for p in curve.points:
+            print(f"  lambda {p.cost_weight:<6g} {p.accuracy:6.2f}%  {p.cost:.4g}" + ("  pareto" if p.pareto else ""))
+    for interval in report.intervals:
+        print(f"{interval.a} - {interval.b}: {interval.text()}")
     return 0
 
 
@@ -171,16 +295,38 @@ def _add_knn_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--temperature", type=float, default=0.05, help="softmax weighting temperature")
     group.add_argument("--prior", choices=["none", "global", "task"], default="task")
     group.add_argument("--prior-strength", type=float, default=20.0, help="pseudo-count of the prior")
-    group.add_argument("--task-k", type=int, default=10, help="neighbours for the task posterior of the task prior")
+    group.add_argument("--task-k", type=int, help="neighbours for the task posterior of the task prior (default: --k)")
     group.add_argument("--cost-weight", type=float, default=0.0, help="lambda in score - lambda * price / max price")
     group.add_argument("--tune", action="store_true", help="pick the knn-router settings by 5-fold CV on train")
+
+
+def _add_k(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--k", type=_k_option, default=DEFAULT_CLASSIFIER_K,
+                        help=f"retrieved examples {what} (default {DEFAULT_CLASSIFIER_K}; auto: leave-one-out on train)")
+
+
+def _add_split_inputs(parser: argparse.ArgumentParser) -> None:
+    for name in ("train-questions", "train-outcomes", "test-questions", "test-outcomes"):
+        parser.add_argument(f"--{name}", type=Path, required=True)
+    parser.add_argument("--models", help="comma-separated model pool (default: all models in the outcomes)")
+    parser.add_argument("--prices", type=Path, help="price list per 1M tokens (JSON or CSV; see docs/EVALUATION.md)")
+    parser.add_argument("--tokens-per-query", help="IN,OUT tokens per query: prices become dollars per query")
+    parser.add_argument("--missing", choices=["drop", "zero"], default="drop",
+                        help="not-evaluated cells: drop the question from train and test (default) or count as wrong")
+    parser.add_argument("--classifier", choices=["knn", "llm", "hybrid"], default="knn", help="two-stage classifier")
+    parser.add_argument("--config", type=Path, help="config for --classifier llm/hybrid")
+    parser.add_argument("--threshold", type=float, default=0.6)
+    parser.add_argument("--cache-dir", help="embedding cache (default ~/.cache/coe-router/embeddings; '-' disables)")
+    parser.add_argument("--json", action="store_true")
+    _add_k(parser, "for the two-stage classifier")
+    _add_knn_options(parser)
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser("eval", help="offline evaluation of classifiers and routers on recorded data")
     steps = evaluate.add_subparsers(dest="action", required=True)
 
-    split = steps.add_parser("split", help="deterministic category-stratified train/test split")
+    split = steps.add_parser("split", help="deterministic category-stratified train/test split (duplicates kept together)")
     split.add_argument("--questions", type=Path, required=True)
     split.add_argument("--outcomes", type=Path, required=True)
     split.add_argument("--out", type=Path, required=True)
@@ -188,17 +334,26 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     split.add_argument("--seed", type=int, default=0)
     split.set_defaults(run=_split)
 
-    imp = steps.add_parser("import-llmrouter", help="LLMRouter scores_with_task.jsonl -> questions/correctness files")
-    imp.add_argument("--scores", type=Path, required=True)
-    imp.add_argument("--candidates", type=Path, help="llm_candidates/default_llm.json (writes prices.json)")
-    imp.add_argument("--out", type=Path, required=True)
-    imp.set_defaults(run=_import_llmrouter)
+    imp = steps.add_parser("import", help="long outcomes file (one row per question and model) -> wide files")
+    imp.add_argument("--long", type=Path, required=True, help="CSV or JSONL: question_id, category, question, model, "
+                     "score [, cost, input_tokens, output_tokens]")
+    imp.add_argument("--score-range", help="MIN,MAX of the scores, rescaled to 0..1 (default 0,1)")
+    imp.add_argument("--clip", action="store_true", help="clamp scores outside the range instead of failing")
+    imp.add_argument("--prices", type=Path, help="input/output prices per 1M tokens, to cost the token columns")
+    imp.add_argument("--out", type=Path, required=True, help="folder for questions.jsonl, correctness.csv, costs.csv")
+    imp.set_defaults(run=_import_long)
+
+    llm = steps.add_parser("import-llmrouter", help="LLMRouter scores_with_task.jsonl -> questions/correctness files")
+    llm.add_argument("--scores", type=Path, required=True)
+    llm.add_argument("--candidates", type=Path, help="llm_candidates/default_llm.json (writes prices.json)")
+    llm.add_argument("--out", type=Path, required=True)
+    llm.set_defaults(run=_import_llmrouter)
 
     cls = steps.add_parser("classifier", help="task classification accuracy, P/R/F1 and confusion matrix")
     cls.add_argument("--train-questions", type=Path, required=True, help="labelled examples (the retriever's memory)")
     cls.add_argument("--test-questions", type=Path, required=True)
     cls.add_argument("--classifier", choices=["knn", "llm", "hybrid"], default="knn")
-    cls.add_argument("--k", type=int, default=5, help="retrieved examples per question")
+    _add_k(cls, "per question")
     cls.add_argument("--config", type=Path, help="config whose classifier.model serves llm/hybrid")
     cls.add_argument("--threshold", type=float, default=0.6, help="hybrid: knn vote share needed to skip the llm")
     cls.add_argument("--limit", type=int, help="only the first N test questions (llm classifiers are slow)")
@@ -208,19 +363,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     cls.set_defaults(run=_eval_classifier)
 
     replay = steps.add_parser("replay", help="score routers by replaying recorded answers")
-    for name in ("train-questions", "train-outcomes", "test-questions", "test-outcomes"):
-        replay.add_argument(f"--{name}", type=Path, required=True)
+    _add_split_inputs(replay)
     replay.add_argument("--router", default="all",
                         help="random, best-single, oracle, category, two-stage, knn-router; comma-separated or all")
-    replay.add_argument("--classifier", choices=["knn", "llm", "hybrid"], default="knn", help="two-stage classifier")
-    replay.add_argument("--k", type=int, default=10, help="retrieved examples for the two-stage classifier")
-    replay.add_argument("--config", type=Path, help="config for --classifier llm/hybrid")
-    replay.add_argument("--threshold", type=float, default=0.6)
-    replay.add_argument("--models", help="comma-separated model pool (default: all models in the outcomes)")
-    replay.add_argument("--prices", type=Path, help="model -> price per 1M tokens: adds mean_price per router")
-    replay.add_argument("--missing", choices=["drop", "zero"], default="drop",
-                        help="not-evaluated cells: drop the question from train and test (default) or count as wrong")
-    replay.add_argument("--cache-dir")
-    replay.add_argument("--json", action="store_true")
-    _add_knn_options(replay)
+    replay.add_argument("--pool", action="append", metavar="NAME=M1,M2|*",
+                        help="a named model pool (repeatable); all pools are scored on one fixed question set")
     replay.set_defaults(run=_eval_replay)
+
+    curve = steps.add_parser("curve", help="quality/cost curves: sweep the cost weight, Pareto points, APGR, CPT")
+    _add_split_inputs(curve)
+    curve.add_argument("--router", help="knn-router, category, two-stage; comma-separated (default all three)")
+    curve.add_argument("--weights", help="comma-separated cost weights lambda (default 0,0.01,...,1)")
+    curve.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples per interval")
+    curve.add_argument("--out", type=Path, help="write the curve plot (PNG, needs matplotlib)")
+    curve.set_defaults(run=_eval_curve)

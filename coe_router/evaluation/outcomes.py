@@ -3,6 +3,9 @@
 Everything the leaderboard and the replay evaluation compute is a function of one matrix `scores[question, model]`
 (1/0, or a fractional score such as an F1; NaN where a model was not evaluated) plus the question texts and task
 labels. Keeping that matrix in one typed value means no module re-parses files or re-joins ids on its own.
+
+Recorded per-query costs (dollars per answer) travel beside it in the same wide shape: `costs.csv` next to
+`correctness.csv` (`X.correctness.csv` -> `X.costs.csv`), read and written with it when present.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class Outcomes:
     `scores` is float: 1/0 for correctness, fractions for graded metrics, NaN where the model was not evaluated.
     `questions` may be empty strings when only the correctness table was read (the leaderboard needs no text).
     `flags` holds optional per-question booleans (e.g. LLMRouter's `also_in_train`) that survive subsetting.
+    `costs` (same shape as `scores`, dollars per answer) is set when the data recorded a cost per query.
     """
 
     ids: list[str]
@@ -46,11 +50,14 @@ class Outcomes:
     scores: np.ndarray
     options: list[list[str] | None] = field(default_factory=list)
     flags: dict[str, np.ndarray] = field(default_factory=dict)
+    costs: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
         if self.scores.shape != (n, len(self.models)):
             raise ValueError(f"scores has shape {self.scores.shape}, expected {(n, len(self.models))}")
+        if self.costs is not None and self.costs.shape != self.scores.shape:
+            raise ValueError(f"costs has shape {self.costs.shape}, expected {self.scores.shape}")
         if len(self.categories) != n or len(self.questions) != n:
             raise ValueError("ids, categories and questions must have the same length")
         if self.options and len(self.options) != n:
@@ -78,6 +85,7 @@ class Outcomes:
             scores=self.scores[rows],
             options=[self.options[i] for i in rows] if self.options else [],
             flags={name: values[rows] for name, values in self.flags.items()},
+            costs=None if self.costs is None else self.costs[rows],
         )
 
     def select_models(self, names: Iterable[str]) -> "Outcomes":
@@ -87,7 +95,8 @@ class Outcomes:
         if unknown:
             raise ValueError(f"unknown model(s) {unknown}; the outcomes have {self.models}")
         columns = [self.models.index(name) for name in names]
-        return replace(self, models=names, scores=self.scores[:, columns])
+        costs = None if self.costs is None else self.costs[:, columns]
+        return replace(self, models=names, scores=self.scores[:, columns], costs=costs)
 
     def complete_mask(self) -> np.ndarray:
         """Questions every model of the pool was evaluated on."""
@@ -98,7 +107,8 @@ class Outcomes:
         if policy == "drop":
             return self.take(self.complete_mask())
         if policy == "zero":
-            return replace(self, scores=np.nan_to_num(self.scores, nan=0.0))
+            costs = None if self.costs is None else np.nan_to_num(self.costs, nan=0.0)
+            return replace(self, scores=np.nan_to_num(self.scores, nan=0.0), costs=costs)
         raise ValueError(f"unknown missing policy {policy!r} (drop, zero)")
 
 
@@ -110,62 +120,95 @@ def _read_question_rows(path: Path) -> dict[str, dict]:
     return rows
 
 
-def _parse_score(value: str, path: Path, number: int, column: str) -> float:
+def _parse_cell(value: str, path: Path, number: int, column: int, name: str, upper: float | None = 1.0) -> float:
+    """One cell of a wide file: empty -> NaN; else a number in [0, upper] (no upper bound for costs)."""
     value = value.strip()
     if value == "":
         return float("nan")
     try:
         score = float(value)
     except ValueError:
-        raise OutcomesFileError(f"{path}:{number}: column {column!r}: expected 1, 0, a score or empty, got {value!r}") from None
-    if not 0.0 <= score <= 1.0:
-        raise OutcomesFileError(f"{path}:{number}: column {column!r}: score {score} is outside [0, 1]")
+        raise OutcomesFileError(f"{path}:{number}:{column}: column {name!r}: expected a number or empty, "
+                                f"got {value!r}") from None
+    if not 0.0 <= score <= (upper if upper is not None else np.inf):
+        bound = f"[0, {upper:g}]" if upper is not None else ">= 0"
+        raise OutcomesFileError(f"{path}:{number}:{column}: column {name!r}: {score} is outside {bound}")
     return score
 
 
+def _read_wide(path: Path, upper: float | None = 1.0) -> tuple[list[str], list[tuple[int, str, str, list[float]]]]:
+    """`question_id,category,<model>...` -> models and (line, id, category, values) per row; errors name
+    file:line:column (the column is the 1-based field number)."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise OutcomesFileError(f"{path}: empty file") from None
+        if header[:2] != ["question_id", "category"] or len(header) < 3:
+            raise OutcomesFileError(f"{path}:1: header must be question_id,category,<model>,... got {header[:3]}")
+        models, rows = header[2:], []
+        for number, record in enumerate(reader, start=2):
+            if not record:
+                continue
+            if len(record) != len(header):
+                raise OutcomesFileError(f"{path}:{number}: {len(record)} fields, header has {len(header)}")
+            values = [_parse_cell(v, path, number, col, m, upper) for col, (v, m) in enumerate(zip(record[2:], models), 3)]
+            rows.append((number, record[0], record[1], values))
+    return models, rows
+
+
+def costs_path_for(outcomes_path: str | Path) -> Path:
+    """Where the per-query costs of an outcomes file live: correctness -> costs in the name, else `.costs.csv`."""
+    path = Path(outcomes_path)
+    if "correctness" in path.name:
+        return path.with_name(path.name.replace("correctness", "costs"))
+    return path.with_name(f"{path.stem}.costs.csv")
+
+
+def _read_costs(path: Path, models: list[str], ids: list[str]) -> np.ndarray:
+    cost_models, rows = _read_wide(path, upper=None)
+    if cost_models != models:
+        raise OutcomesFileError(f"{path}:1: models {cost_models} differ from the outcomes' {models}")
+    by_id = {key: values for _, key, _, values in rows}
+    missing = [key for key in ids if key not in by_id]
+    if missing:
+        raise OutcomesFileError(f"{path}: no costs for question(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    return np.array([by_id[key] for key in ids], dtype=float)
+
+
 def read_outcomes(outcomes_path: str | Path, questions_path: str | Path | None = None) -> Outcomes:
-    """Read correctness.csv (`question_id,category,<model>...`), joined with questions.jsonl when given.
+    """Read correctness.csv (`question_id,category,<model>...`), joined with questions.jsonl when given, and the
+    per-query costs next to it when that file exists (see costs_path_for).
 
     With questions, only ids present in both files are kept (a split's questions file may hold fewer rows), and
     a category that disagrees between the two files is an error: it would silently corrupt every per-task figure.
     """
     outcomes_path = Path(outcomes_path)
     questions = _read_question_rows(Path(questions_path)) if questions_path is not None else None
-    with outcomes_path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
-            raise OutcomesFileError(f"{outcomes_path}: empty file") from None
-        if header[:2] != ["question_id", "category"] or len(header) < 3:
-            raise OutcomesFileError(f"{outcomes_path}:1: header must be question_id,category,<model>,... got {header[:3]}")
-        models = header[2:]
-        ids, categories, texts, options, rows = [], [], [], [], []
-        for number, record in enumerate(reader, start=2):
-            if not record:
+    models, records = _read_wide(outcomes_path)
+    ids, categories, texts, options, rows = [], [], [], [], []
+    for number, key, category, values in records:
+        text, choices = "", None
+        if questions is not None:
+            question = questions.get(key)
+            if question is None:
                 continue
-            if len(record) != len(header):
-                raise OutcomesFileError(f"{outcomes_path}:{number}: {len(record)} fields, header has {len(header)}")
-            key, category = record[0], record[1]
-            text, choices = "", None
-            if questions is not None:
-                question = questions.get(key)
-                if question is None:
-                    continue
-                if str(question["category"]) != category:
-                    raise OutcomesFileError(
-                        f"{outcomes_path}:{number}: question {key} is {category!r} here but "
-                        f"{question['category']!r} in {questions_path}"
-                    )
-                text, choices = str(question["question"]), question.get("options")
-            ids.append(key)
-            categories.append(category)
-            texts.append(text)
-            options.append(list(choices) if choices else None)
-            rows.append([_parse_score(v, outcomes_path, number, m) for v, m in zip(record[2:], models)])
+            if str(question["category"]) != category:
+                raise OutcomesFileError(
+                    f"{outcomes_path}:{number}:2: question {key} is {category!r} here but "
+                    f"{question['category']!r} in {questions_path}"
+                )
+            text, choices = str(question["question"]), question.get("options")
+        ids.append(key)
+        categories.append(category)
+        texts.append(text)
+        options.append(list(choices) if choices else None)
+        rows.append(values)
     if not ids:
         where = f" that also appear in {questions_path}" if questions is not None else ""
         raise OutcomesFileError(f"{outcomes_path}: no outcome rows{where}")
+    costs_path = costs_path_for(outcomes_path)
     return Outcomes(
         ids=ids,
         categories=np.array(categories, dtype=object),
@@ -173,6 +216,7 @@ def read_outcomes(outcomes_path: str | Path, questions_path: str | Path | None =
         models=models,
         scores=np.array(rows, dtype=float),
         options=options if questions is not None else [],
+        costs=_read_costs(costs_path, models, ids) if costs_path.exists() else None,
     )
 
 
@@ -192,7 +236,8 @@ def read_questions(path: str | Path) -> Outcomes:
 
 
 def write_outcomes(outcomes: Outcomes, questions_path: str | Path, outcomes_path: str | Path) -> None:
-    """Write the pair of files `read_outcomes` reads (used by the split and the LLMRouter import)."""
+    """Write the pair of files `read_outcomes` reads (used by the split and the imports), and the costs file
+    next to the outcomes when the outcomes carry per-query costs."""
     questions_path, outcomes_path = Path(questions_path), Path(outcomes_path)
     questions_path.parent.mkdir(parents=True, exist_ok=True)
     outcomes_path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,11 +249,17 @@ def write_outcomes(outcomes: Outcomes, questions_path: str | Path, outcomes_path
             for name, values in outcomes.flags.items():
                 row[name] = bool(values[i])
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
-    with outcomes_path.open("w", encoding="utf-8", newline="") as out:
+    _write_wide(outcomes, outcomes.scores, outcomes_path)
+    if outcomes.costs is not None:
+        _write_wide(outcomes, outcomes.costs, costs_path_for(outcomes_path))
+
+
+def _write_wide(outcomes: Outcomes, matrix: np.ndarray, path: Path) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
         writer = csv.writer(out)
         writer.writerow(["question_id", "category", *outcomes.models])
         for i, key in enumerate(outcomes.ids):
-            writer.writerow([key, outcomes.categories[i], *(_format_score(v) for v in outcomes.scores[i])])
+            writer.writerow([key, outcomes.categories[i], *(_format_score(v) for v in matrix[i])])
 
 
 def _format_score(value: float) -> str:
@@ -217,47 +268,19 @@ def _format_score(value: float) -> str:
     return str(int(value)) if value in (0.0, 1.0) else f"{value:.6g}"
 
 
-def read_prices(path: str | Path) -> dict[str, float]:
-    """Model -> price per 1M tokens, from JSON or CSV.
+def read_prices(path: str | Path, models: Iterable[str] | None = None) -> dict[str, float]:
+    """Model -> price per 1M tokens (see coe_router.evaluation.prices for the accepted files)."""
+    from coe_router.evaluation.prices import read_prices as read
 
-    JSON: `{model: price}`, `{model: {price_per_1m_tokens: p}}` or LLMRouter's `{model: {input_price, output_price}}`
-    (their mean: the data has no token counts, so input and output weigh the same). CSV: `model,price` header.
-    """
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    prices: dict[str, float] = {}
-    if path.suffix.lower() == ".csv":
-        reader = csv.DictReader(text.splitlines())
-        fields = reader.fieldnames or []
-        price_field = next((f for f in fields if f.lower() in ("price", "price_per_1m_tokens", "usd_per_1m")), None)
-        if "model" not in fields or price_field is None:
-            raise OutcomesFileError(f"{path}: a prices CSV needs the columns `model,price`, got {fields}")
-        for row in reader:
-            prices[row["model"]] = float(row[price_field])
-        return prices
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise OutcomesFileError(f"{path}: not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise OutcomesFileError(f"{path}: expected a JSON object of model -> price")
-    for model, value in data.items():
-        if isinstance(value, (int, float)):
-            prices[model] = float(value)
-        elif isinstance(value, dict) and "price_per_1m_tokens" in value:
-            prices[model] = float(value["price_per_1m_tokens"])
-        elif isinstance(value, dict) and "input_price" in value and "output_price" in value:
-            prices[model] = (float(value["input_price"]) + float(value["output_price"])) / 2
-        else:
-            raise OutcomesFileError(f"{path}: no price for {model!r} (a number, price_per_1m_tokens, or input_price+output_price)")
-    return prices
+    return read(path, models)
 
 
 def read_llmrouter_scores(path: str | Path) -> dict[str, Outcomes]:
     """LLMRouter's scores_with_task.jsonl as one Outcomes per split (`train`, `test`), tasks from `task_name`.
 
     Ids are `<split>-<line>` since the data has none; `also_in_train` becomes a flag so a report can show the
-    figures with and without the test queries that were also seen in training.
+    figures with and without the test queries that were also seen in training. Rows that carry LLMRouter's
+    per-query `costs` ({model: dollars}) give Outcomes.costs (when every row has them).
     """
     path = Path(path)
     by_split: dict[str, list[dict]] = {}
@@ -278,5 +301,12 @@ def read_llmrouter_scores(path: str | Path) -> dict[str, Outcomes]:
             scores=np.array([[float(row["scores"].get(m, np.nan)) for m in models] for row in rows], dtype=float),
             options=[row.get("choices") if isinstance(row.get("choices"), list) else None for row in rows],
             flags={"also_in_train": np.array([bool(row.get("also_in_train")) for row in rows])},
+            costs=_llmrouter_costs(rows, models),
         )
     return result
+
+
+def _llmrouter_costs(rows: list[dict], models: list[str]) -> np.ndarray | None:
+    if not all(isinstance(row.get("costs"), dict) for row in rows):
+        return None
+    return np.array([[float(row["costs"].get(m, np.nan)) for m in models] for row in rows], dtype=float)

@@ -1,4 +1,5 @@
-"""Figures of the CoE-Ops paper: capability radar charts (Fig. 5-8) and confusion-matrix heatmaps (Fig. 9-12).
+"""Figures of the CoE-Ops paper: capability radar charts (Fig. 5-8) and confusion-matrix heatmaps (Fig. 9-12),
+and the quality/cost curves of `coe eval curve`.
 
 matplotlib is an optional dependency (`pip install 'coe-router[eval]'`); everything else in the package works
 without it, so it is imported only here and only when a figure is asked for. The Agg backend renders to files
@@ -8,11 +9,14 @@ without a display (servers, CI).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
 from coe_router.evaluation.leaderboard import Leaderboard
+
+if TYPE_CHECKING:
+    from coe_router.evaluation.curves import CurveReport
 
 
 class PlotDependencyError(RuntimeError):
@@ -92,6 +96,33 @@ def plot_confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], out: 
                         color="white" if rates[i, j] > 0.5 else "black")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the gold task")
     ax.set_title(title)
+    return _save(fig, plt, out)
+
+
+def plot_curve(report: CurveReport, out: str | Path, *, title: str = "Quality vs cost") -> Path:
+    """Accuracy against mean cost per query: one line per router over its cost weights, the single models as
+    labelled dots, Pareto points ringed, dotted guides at the best single model's accuracy and cost."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for curve in report.routers:
+        points = sorted(curve.points, key=lambda p: (p.cost, p.accuracy))
+        ax.plot([p.cost for p in points], [p.accuracy for p in points], "-o", markersize=4, linewidth=1.4,
+                label=f"{curve.router}" + (f" (APGR {curve.apgr:.2f})" if curve.apgr is not None else ""))
+    singles = report.singles
+    ax.scatter([s.cost for s in singles], [s.accuracy for s in singles], marker="s", color="grey", zorder=3,
+               label="single models")
+    for s in singles:
+        ax.annotate(s.model, (s.cost, s.accuracy), textcoords="offset points", xytext=(4, -9), fontsize=7, color="dimgrey")
+    frontier = [p for curve in report.routers for p in curve.points if p.pareto] + [s for s in singles if s.pareto]
+    ax.scatter([p.cost for p in frontier], [p.accuracy for p in frontier], s=90, facecolors="none", edgecolors="black",
+               linewidths=1.0, zorder=4, label="Pareto points")
+    ax.axhline(report.strong.accuracy, linestyle=":", color="black", linewidth=0.8)
+    ax.axvline(report.strong.cost, linestyle=":", color="black", linewidth=0.8)
+    ax.set_xlabel(f"mean cost per query ({report.cost_unit})")
+    ax.set_ylabel("accuracy (mean score, %)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     return _save(fig, plt, out)
 
 

@@ -19,6 +19,8 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from coe_router.defaults import UNKNOWN_TASK
+from coe_router.evaluation import DEFAULT_CLASSIFIER_K
+from coe_router.evaluation.bootstrap import Interval, paired_bootstrap
 from coe_router.evaluation.leaderboard import Leaderboard, build_leaderboard
 from coe_router.evaluation.outcomes import MissingPolicy, Outcomes
 from coe_router.evaluation.replay_routers import BestSingleRouter, RandomRouter, TaskMapRouter, oracle_route
@@ -28,6 +30,8 @@ from coe_router.routing.query_router import KnnRouter, KnnRouterParams, price_ve
 from coe_router.schema import RetrievedExample, TaskDecision
 
 ROUTERS = ("random", "best-single", "oracle", "category", "two-stage", "knn-router")
+BASELINES = ("best-single", "category")
+"""Every router's accuracy difference to these gets a paired bootstrap interval (ReplayResult.differences)."""
 
 
 class ClassReport(BaseModel):
@@ -111,7 +115,9 @@ def classify(classifier: TaskClassifier, questions: Sequence[str], retrieved: Se
 class ReplayResult(BaseModel):
     """One router's figures on the test questions. `accuracy` is the mean recorded score of the routed model in
     percent (plain accuracy for 1/0 outcomes). `mean_price` is the average price per 1M tokens of the models the
-    questions went to: the data has no token counts, so it compares routers as if every answer used as many tokens."""
+    questions went to: the data has no token counts, so it compares routers as if every answer used as many tokens.
+    `mean_cost` is the mean recorded cost per query (dollars) when the outcomes carry per-query costs.
+    `differences`: this router minus each baseline (BASELINES), in points, with a paired bootstrap 95% interval."""
 
     router: str
     n: int
@@ -120,8 +126,16 @@ class ReplayResult(BaseModel):
     accuracy_std: float | None = Field(None, description="standard deviation over seeds (random router)")
     classifier_accuracy: float | None = Field(None, description="task accuracy of the classifier (two-stage)")
     mean_price: float | None = None
+    mean_cost: float | None = None
+    differences: list[Interval] = Field(default_factory=list)
     picks: dict[str, float] = Field(default_factory=dict, description="share of questions routed to each model")
     params: dict = Field(default_factory=dict)
+
+
+def pick_shares(models: Sequence[str], choices: np.ndarray) -> dict[str, float]:
+    """Share of the questions routed to each model, most used first (models never chosen left out)."""
+    counts = np.bincount(choices, minlength=len(models)) / len(choices)
+    return {models[i]: round(float(c), 4) for i, c in sorted(enumerate(counts), key=lambda kv: -kv[1]) if c > 0}
 
 
 @dataclass
@@ -134,7 +148,7 @@ class ReplayBench:
     train_vectors: np.ndarray | None = None
     test_vectors: np.ndarray | None = None
     prices: dict[str, float] | None = None
-    classifier_k: int = 10
+    classifier_k: int = DEFAULT_CLASSIFIER_K
     knn_params: KnnRouterParams = field(default_factory=KnnRouterParams)
     random_seeds: int = 20
     classifier: TaskClassifier | None = None
@@ -148,6 +162,7 @@ class ReplayBench:
             if part.n == 0:
                 raise ValueError(f"no {name} questions left for this model pool")
         self.price_array = price_vector(self.models, self.prices)
+        self.achieved: dict[str, np.ndarray] = {}  # router -> its per-question score, for paired intervals
 
     @property
     def models(self) -> list[str]:
@@ -179,11 +194,13 @@ class ReplayBench:
 
     def _result(self, name: str, choices: np.ndarray, **extra) -> ReplayResult:
         achieved = self.test.scores[np.arange(self.test.n), choices]
-        counts = np.bincount(choices, minlength=len(self.models)) / len(choices)
-        picks = {self.models[i]: round(float(c), 4) for i, c in sorted(enumerate(counts), key=lambda kv: -kv[1]) if c > 0}
+        picks = pick_shares(self.models, choices)
         price = None if self.price_array is None else round(float(self.price_array[choices].mean()), 4)
-        return ReplayResult(router=name, n=self.test.n, models=len(self.models),
-                            accuracy=round(float(achieved.mean() * 100), 2), mean_price=price, picks=picks, **extra)
+        costs = self.test.costs
+        cost = None if costs is None else round(float(costs[np.arange(self.test.n), choices].mean()), 6)
+        self.achieved[name] = achieved
+        return ReplayResult(router=name, n=self.test.n, models=len(self.models), accuracy=round(float(achieved.mean() * 100), 2),
+                            mean_price=price, mean_cost=cost, picks=picks, **extra)
 
     def run(self, router: str) -> ReplayResult:
         if router == "random":
@@ -208,7 +225,11 @@ class ReplayBench:
 
     def _random(self) -> ReplayResult:
         """Mean over seeds; the std shows how far one random draw can land from it."""
-        runs = [self._result("random", RandomRouter(self.models, seed).route(self.test.n)) for seed in range(self.random_seeds)]
+        runs, achieved = [], []
+        for seed in range(self.random_seeds):
+            runs.append(self._result("random", RandomRouter(self.models, seed).route(self.test.n)))
+            achieved.append(self.achieved["random"])
+        self.achieved["random"] = np.mean(achieved, axis=0)
         accuracies = [r.accuracy for r in runs]
         prices = [r.mean_price for r in runs if r.mean_price is not None]
         return ReplayResult(router="random", n=self.test.n, models=len(self.models),
@@ -216,8 +237,39 @@ class ReplayBench:
                             mean_price=round(float(np.mean(prices)), 4) if prices else None,
                             params={"seeds": self.random_seeds})
 
-    def run_all(self, routers: Sequence[str] = ROUTERS) -> list[ReplayResult]:
-        return [self.run(router) for router in routers]
+    def run_all(self, routers: Sequence[str] = ROUTERS, baselines: Sequence[str] = BASELINES) -> list[ReplayResult]:
+        """Every router, then each one's paired bootstrap interval against the baselines that also ran."""
+        results = [self.run(router) for router in routers]
+        for result in results:
+            result.differences = [self.difference(result.router, base) for base in baselines
+                                  if base in self.achieved and base != result.router]
+        return results
+
+    def difference(self, a: str, b: str) -> Interval:
+        """Accuracy of router `a` minus router `b` (both already run), points, paired bootstrap 95% interval."""
+        return paired_bootstrap(self.achieved[a], self.achieved[b], names=(a, b))
+
+
+def parse_pools(specs: Sequence[str], models: Sequence[str]) -> dict[str, list[str]]:
+    """`name=a,b,c` (or `name=*` for every model) -> {name: models}, in the order given; unknown models are errors."""
+    pools: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, members = spec.partition("=")
+        names = [m.strip() for m in members.split(",") if m.strip()]
+        if not sep or not name.strip() or not names:
+            raise ValueError(f"a pool is NAME=model,model,... or NAME=*, got {spec!r}")
+        names = list(models) if names == ["*"] else names
+        unknown = [m for m in names if m not in models]
+        if unknown:
+            raise ValueError(f"pool {name.strip()!r}: unknown model(s) {unknown}; the outcomes have {list(models)}")
+        pools[name.strip()] = names
+    return pools
+
+
+def pool_union(pools: dict[str, list[str]]) -> list[str]:
+    """Every model of any pool, first-seen order: one fixed question set for all pools is the questions all of
+    these models answered (prepare_pool with this union), so pools are compared on the same questions."""
+    return list(dict.fromkeys(m for members in pools.values() for m in members))
 
 
 def prepare_pool(train: Outcomes, test: Outcomes, models: Sequence[str] | None = None,

@@ -79,12 +79,23 @@ def tune_knn_router(models: list[str], vectors: np.ndarray, scores: np.ndarray, 
     return KnnTuning(best=grid[order[0]], best_accuracy=table[0].accuracy, folds=folds, seed=seed, table=table)
 
 
-def tune_classifier_k(vectors: np.ndarray, tasks: Sequence[str], ks: Sequence[int] = (1, 3, 5, 10, 20, 50)) -> dict[int, float]:
+CLASSIFIER_K_GRID = (1, 3, 5, 10, 20, 50)
+"""The k values `--k auto` (and the reports) try for the knn classifier."""
+
+
+def best_classifier_k(loo: dict[int, float]) -> int:
+    """Highest leave-one-out accuracy; ties to the smaller k."""
+    return min(loo, key=lambda k: (-loo[k], k))
+
+
+def tune_classifier_k(vectors: np.ndarray, tasks: Sequence[str], ks: Sequence[int] = CLASSIFIER_K_GRID) -> dict[int, float]:
     """Leave-one-out accuracy (percent) of the similarity-weighted knn vote on the training split, per k.
 
-    Leave-one-out (each question hidden from its own neighbours) is exact here and costs one search.
+    Leave-one-out (each question hidden from its own neighbours) is exact here and costs one search. A k larger
+    than the other questions available is skipped.
     """
     tasks = np.asarray(list(map(str, tasks)), dtype=object)
+    ks = [k for k in ks if k < len(tasks)] or [1]
     idx, sims = top_k(vectors, vectors, max(ks), exclude=np.arange(len(tasks)))
     labels = sorted(set(tasks.tolist()))
     label_ids = np.array([labels.index(t) for t in tasks])

@@ -10,6 +10,7 @@ import pytest
 from coe_router.cli import ask, evaluate, experts, index, leaderboard, serve
 from coe_router.cli.main import build_parser, main
 from coe_router.defaults import ROUTER_TAG, RUN_NAME
+from coe_router.evaluation import DEFAULT_CLASSIFIER_K
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -28,6 +29,8 @@ COMMANDS = [
     ["eval", "split"],
     ["eval", "classifier"],
     ["eval", "replay"],
+    ["eval", "curve"],
+    ["eval", "import"],
     ["eval", "import-llmrouter"],
 ]
 
@@ -52,7 +55,7 @@ def test_top_level_help_lists_every_group(capsys):
 
 def test_eval_is_generic_evaluation_only(capsys):
     text = _help(["eval"], capsys)
-    for action in ("split", "classifier", "replay", "import-llmrouter"):
+    for action in ("split", "classifier", "replay", "curve", "import", "import-llmrouter"):
         assert action in text
     assert "report" not in text
     with pytest.raises(SystemExit) as done:
@@ -98,6 +101,21 @@ def test_leaderboard_has_run_build_show_plot(capsys):
             evaluate,
         ),
         (["eval", "import-llmrouter", "--scores", "s.jsonl", "--out", "o"], evaluate),
+        (["eval", "import", "--long", "l.csv", "--score-range", "0,10", "--clip", "--out", "o"], evaluate),
+        (
+            [
+                "eval",
+                "curve",
+                *[f"--{n}=x" for n in ("train-questions", "train-outcomes", "test-questions", "test-outcomes")],
+                "--prices",
+                "p.json",
+                "--weights",
+                "0,0.1",
+                "--out",
+                "c.png",
+            ],
+            evaluate,
+        ),
     ],
 )
 def test_commands_dispatch_to_their_group_module(argv, module):
@@ -118,11 +136,15 @@ def test_flags_keep_their_defaults():
     assert (args.router, args.classifier, args.k, args.knn_k, args.prior, args.missing) == (
         "all",
         "knn",
-        10,
+        DEFAULT_CLASSIFIER_K,
         100,
         "task",
         "drop",
     )
+    classifier = build_parser().parse_args(["eval", "classifier", "--train-questions=a", "--test-questions=b"])
+    assert classifier.k == DEFAULT_CLASSIFIER_K == 5
+    assert build_parser().parse_args(["eval", "classifier", "--train-questions=a", "--test-questions=b",
+                                      "--k", "auto"]).k == "auto"
     args = build_parser().parse_args(["leaderboard", "run", "--questions", "q", "--out", "o"])
     assert (args.concurrency, args.retries, args.limit) == (2, 2, None)
 

@@ -38,3 +38,28 @@ def test_devops_section_matches_the_committed_results():
     section = devops_section(DATA)
     assert section.startswith("## DevOps-Eval")
     assert section in (REPO / "docs" / "RESULTS.md").read_text(encoding="utf-8")
+
+
+def test_curve_tables_and_figures_folder(tmp_path):
+    """The report's quality/cost tables and its figures folder, on the synthetic bench of the replay tests."""
+    from coe_router.evaluation.curves import cost_curve
+    from coe_router.evaluation.prices import PER_1M, cost_matrix
+    from coe_router.evaluation.replay import ReplayBench
+    from coe_router.routing.query_router import KnnRouterParams
+    from reports.tables import Figures, curve_points_table, curve_summary_table, interval_lines
+    from tests.fakes import BagOfWordsEncoder
+    from tests.unit.evaluation.test_replay import PRICES, TEST, TRAIN, make
+
+    encoder = BagOfWordsEncoder()
+    train, test = make(TRAIN, "tr"), make(TEST, "te")
+    bench = ReplayBench(train, test, encoder.encode(train.questions), encoder.encode(test.questions), prices=PRICES,
+                        classifier_k=3, knn_params=KnnRouterParams(k=3, prior="none"))
+    report = cost_curve(bench, cost_matrix(test, PRICES), PER_1M, weights=[0.0, 10.0], samples=100)
+    summary = curve_summary_table(report)
+    assert summary.splitlines()[2].startswith("| knn-router | ") and "lambda=0: 100.00% at 0.567 (57%)" in summary
+    points = curve_points_table(report).splitlines()
+    assert points[2].startswith("| 0 | **100.00 / 0.567** |") and len(points) == 4
+    assert "knn-router (lambda=0) minus best-single: +60.00" in interval_lines(report)
+    seen = []
+    line = Figures(tmp_path / "img").draw("x.png", "alt text", lambda *args: seen.append(args), 1, 2)
+    assert line == "![alt text](img/x.png)" and seen == [(1, 2, tmp_path / "img" / "x.png")]

@@ -96,7 +96,7 @@ def test_model_subset_and_missing_policies(tmp_path):
 def test_bad_outcome_files_name_the_line(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("question_id,category,m\nq1,math,2\n", encoding="utf-8")
-    with pytest.raises(OutcomesFileError, match=r"bad.csv:2: .*outside"):
+    with pytest.raises(OutcomesFileError, match=r"bad.csv:2:3: .*outside"):
         read_outcomes(bad)
     questions, outcomes = write_data(tmp_path)
     text = questions.read_text().replace('"category": "math", "question": "solve', '"category": "law", "question": "solve')
