@@ -1,7 +1,7 @@
 """`python -m bench`: routing speed of coe-router against its floor (one query embedding) and a peer.
 
-    python -m bench              # full run, about 5-10 minutes on 2 cores
-    python -m bench --quick      # smaller samples, about 2 minutes
+    python -m bench              # full run, about 10-15 minutes on 2 cores
+    python -m bench --quick      # smaller samples, about 5 minutes
     python -m bench --json out.json   # also write every number as JSON (--json - prints JSON instead of the table)
 
 See docs/PERFORMANCE.md for what each row measures and the results on the reference machine.
@@ -23,14 +23,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.pop("LANGSMITH_TRACING", None)
 os.environ.pop("LANGCHAIN_TRACING_V2", None)
 
-SECTIONS = ("routing", "classifiers", "graph", "throughput", "ceiling", "scaling", "peer", "leaderboard", "rss")
+SECTIONS = ("routing", "classifiers", "graph", "throughput", "ceiling", "scaling", "peer", "leaderboard", "rss",
+            "faults", "service_cost", "replicas")
 
 FULL = dict(queries=300, hybrid_queries=100, llm_queries=30, graph_queries=150, peer_queries=300,
             rounds=5, per_round=256, concurrency=64, scaling="1000,10000,100000", scaling_queries=200,
-            scaling_chroma_max=100_000)
+            scaling_chroma_max=100_000, fault_requests=8, service_rounds=4)
 QUICK = dict(queries=100, hybrid_queries=20, llm_queries=8, graph_queries=50, peer_queries=100,
              rounds=3, per_round=128, concurrency=64, scaling="1000,10000,100000", scaling_queries=100,
-             scaling_chroma_max=10_000)
+             scaling_chroma_max=10_000, fault_requests=3, service_rounds=2)
 
 
 def parse_args(argv=None):
@@ -50,6 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--scaling", help="index sizes for the top-k scaling rows, e.g. 1000,10000,100000")
     p.add_argument("--scaling-queries", type=int, help="queries per index size")
     p.add_argument("--scaling-chroma-max", type=int, help="largest size also built in Chroma (HNSW)")
+    p.add_argument("--fault-requests", type=int, help="requests per fault in the faults section (coe serve process)")
+    p.add_argument("--service-rounds", type=int, help="rounds per side in the service-cost section (64 concurrent "
+                   "requests to llama.cpp's server, directly and through coe serve)")
     p.add_argument("--skip", default="", help=f"comma-separated sections to skip: {','.join(SECTIONS)}")
     p.add_argument("--peer-self-index", action="store_true", help="let semantic-router encode its utterances itself")
     p.add_argument("--encoder-threads", type=int, help="torch threads per encoder call (sets COE_ENCODER_THREADS; "
@@ -122,7 +126,7 @@ def main(argv=None) -> int:
     fake = {m: ScriptedChat(reply=lambda prompt: "ok", seen=[]) for m in {e.model for e in config.experts.values()}}
     pool = make_pool(config, tasks, fake)
     results["settings"] = {
-        "train_indexed": int(len(data.index_rows)), "test_pool": int(len(data.test)), "tasks": len(tasks), "k": k,
+        "train_indexed": len(data.index_rows), "test_pool": len(data.test), "tasks": len(tasks), "k": k,
         "hybrid_threshold": config.classifier.threshold, **{key: getattr(args, key) for key in
         ("queries", "hybrid_queries", "llm_queries", "graph_queries", "peer_queries", "rounds", "per_round",
          "concurrency", "scaling", "scaling_queries", "scaling_chroma_max", "seed")},
@@ -199,19 +203,59 @@ def main(argv=None) -> int:
         log("embedded default in a fresh process: build_graph() + one question")
         results["rss"] = extras.embedded_default_rss()
 
+    if "faults" not in args.skip:
+        from . import faults
+
+        log(f"faults: time to answer behind each expert fault ({args.fault_requests} requests each, coe serve)")
+        results["faults"] = faults.run(args.quick, args.fault_requests)
+
+    if "service_cost" not in args.skip:
+        from . import service_cost
+
+        log(f"service cost: coe serve vs llama.cpp server directly, {args.service_rounds} rounds x 64 concurrent")
+        results["service_cost"] = service_cost.run(args.quick, args.service_rounds)
+
+    if "replicas" not in args.skip:
+        from . import replicas
+
+        log("replicas: one coe serve against two on one PostgreSQL + one Chroma server (local experts)")
+        results["replicas"] = replicas.run_replicas(requests=16 if args.quick else 32, log=log)
+
     results["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     results["elapsed_s"] = round(time.perf_counter() - started, 1)
     from .report import format_report, targets
 
     results["targets"] = targets(results)
+    if "service_cost" in results:
+        from .service_cost import target
+
+        results["targets"].append(target(results["service_cost"]))
     if args.json:
         text = json.dumps(results, indent=2)
         if args.json == "-":
             print(text)
             return 0
         Path(args.json).write_text(text + "\n", encoding="utf-8")
-    print(format_report(results))
+    print(format_report(results) + service_lines(results))
+    if "replicas" in results:
+        from .replicas import format_results
+
+        print(format_results(results["replicas"]))
     return 0
+
+
+def service_lines(results: dict) -> str:
+    """The service sections' rows (faults, service cost), printed after the routing report."""
+    lines = []
+    if "faults" in results:
+        from .faults import format_lines
+
+        lines += format_lines(results["faults"])
+    if "service_cost" in results:
+        from .service_cost import format_lines
+
+        lines += format_lines(results["service_cost"])
+    return "\n".join(lines) and "\n" + "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,13 @@ from coe_router.graphs.two_stage import build_two_stage_graph
 from coe_router.models.factory import build_models, used_models
 from coe_router.persistence import checkpointer_from_config
 from coe_router.retrieval.encoder import Encoder, as_encoder, load_encoder
-from coe_router.retrieval.store import ExampleStore, chroma_client, chroma_collection, read_examples
+from coe_router.retrieval.store import (
+    ChromaServerError,
+    ExampleStore,
+    chroma_client,
+    chroma_collection,
+    read_examples,
+)
 from coe_router.routing.classifiers import TaskClassifier, build_classifier
 from coe_router.routing.pool import ExpertPool
 from coe_router.routing.query_router import KnnRouter, LiveQueryRouter
@@ -26,11 +32,17 @@ def needs_examples(config: RouterConfig) -> bool:
 
 def open_example_store(config: RouterConfig, encoder: Encoder | Embeddings | None = None,
                        progress: bool = False) -> ExampleStore:
-    """The config's persistent collection; filled from `retriever.examples` when it holds fewer examples."""
+    """The config's persistent collection, in a local folder or on a Chroma server (`retriever.chroma_url`, shared
+    by every replica); filled from `retriever.examples` when it holds fewer examples."""
     spec = config.retriever
     encoder = encoder or load_encoder(spec.embedding_package, spec.embedding_path)
-    client = chroma_client(config.resolve_path(spec.persist_dir))
-    store = ExampleStore(chroma_collection(spec.collection, None, client), encoder, client=client)
+    try:
+        client = (chroma_client(url=spec.chroma_url) if spec.chroma_url else
+                  chroma_client(config.resolve_path(spec.persist_dir)))
+    except ChromaServerError as exc:
+        raise ConfigError(f"retriever.chroma_url: {exc}") from None
+    store = ExampleStore(chroma_collection(spec.collection, None, client), encoder, client=client,
+                         recheck_s=spec.check_every_s)
     if spec.examples:
         path = config.resolve_path(spec.examples)
         if not path.exists():

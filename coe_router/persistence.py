@@ -1,9 +1,17 @@
-"""Checkpointers from the config: where runs are saved by thread id (review pauses, multi-turn threads)."""
+"""Checkpointers from the config: where runs are saved by thread id (review pauses, multi-turn threads).
+
+`none`, `memory` (one process), `sqlite` (one machine) or `postgres` (any number of replicas on one database: a run
+paused on one replica resumes on another). The PostgreSQL connection string is read from the environment variable
+the config names (`persistence.dsn_env`), never from the config file, and never printed.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import sqlite3
+import time
 from typing import AsyncIterator
 
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
@@ -14,6 +22,12 @@ from coe_router.config import ConfigError, RouterConfig
 STATE_TYPES = ("Candidate", "Consultation", "LabelledExample", "Plan", "RetrievedExample", "Route", "RoutingDecision",
                "Step", "Subtask", "TaskDecision")
 
+# Two replicas starting at once would both run LangGraph's table migrations and collide on the migrations table;
+# setup() runs under this advisory lock (an arbitrary constant that names this use).
+SETUP_LOCK = 0x636F6552  # "coeR"
+POSTGRES_POOL_SIZE = 8
+CONNECT_TIMEOUT_S = 15.0
+
 
 def checkpoint_serializer() -> JsonPlusSerializer:
     """LangGraph's serializer with the router's state types allowed by name, so checkpoints load them without
@@ -21,8 +35,100 @@ def checkpoint_serializer() -> JsonPlusSerializer:
     return JsonPlusSerializer(allowed_msgpack_modules=[(schema.__name__, name) for name in STATE_TYPES])
 
 
+def postgres_dsn(config: RouterConfig) -> str:
+    """The PostgreSQL connection string of `persistence.checkpointer: postgres`, from the variable `dsn_env` names."""
+    name = config.persistence.dsn_env
+    dsn = os.environ.get(name, "").strip()
+    if not dsn:
+        raise ConfigError(f"persistence.dsn_env: the environment variable {name} is not set (checkpointer: postgres "
+                          "reads the PostgreSQL connection string from it)")
+    return dsn
+
+
+def _postgres_modules():
+    try:
+        import psycopg  # noqa: F401
+        import psycopg_pool  # noqa: F401
+        from langgraph.checkpoint.postgres import PostgresSaver  # noqa: F401
+    except ImportError:
+        raise ConfigError("persistence.checkpointer: postgres needs langgraph-checkpoint-postgres and "
+                          "psycopg[binary,pool] (pip install 'coe-router[postgres]')") from None
+
+
+def _connection_kwargs() -> dict:
+    """What LangGraph's Postgres savers expect of a connection: autocommit, dict rows, no server-side prepared
+    statements (so a transaction-mode pooler such as PgBouncer in front of the database works)."""
+    from psycopg.rows import dict_row
+
+    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+def _unreachable(config: RouterConfig, exc: Exception) -> ConfigError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return ConfigError(f"persistence.dsn_env: cannot connect to PostgreSQL through ${config.persistence.dsn_env}: "
+                       f"{first}")
+
+
+def _connect_timeout() -> int:
+    return int(CONNECT_TIMEOUT_S)
+
+
+def _setup_under_lock(lock, setup) -> None:
+    """Run `setup()` (LangGraph's idempotent table migrations) once at a time across replicas, holding an advisory
+    lock on the connection `lock`.
+
+    The lock is polled with pg_try_advisory_lock rather than waited on: a session blocked in pg_advisory_lock
+    holds a snapshot, and the migrations' CREATE INDEX CONCURRENTLY waits for every older snapshot, so a blocking
+    wait would deadlock two replicas starting together."""
+    deadline = time.monotonic() + 120
+    while not lock.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK,)).fetchone()[0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError("another process held the checkpoint setup lock for 120 s")
+        time.sleep(0.1)
+    try:
+        setup()
+    finally:
+        lock.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+
+
+async def _asetup_under_lock(lock, setup) -> None:
+    deadline = time.monotonic() + 120
+    while not (await (await lock.execute("SELECT pg_try_advisory_lock(%s)", (SETUP_LOCK,))).fetchone())[0]:
+        if time.monotonic() > deadline:
+            raise TimeoutError("another process held the checkpoint setup lock for 120 s")
+        await asyncio.sleep(0.1)
+    try:
+        await setup()
+    finally:
+        await lock.execute("SELECT pg_advisory_unlock(%s)", (SETUP_LOCK,))
+
+
+def postgres_checkpointer(config: RouterConfig):
+    """A PostgresSaver on a connection pool (it reconnects after a database restart), its tables set up. The pool
+    lives as long as the process; close it with `saver.conn.close()` when done."""
+    _postgres_modules()
+    import psycopg
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from psycopg_pool import ConnectionPool
+
+    dsn = postgres_dsn(config)
+    pool = ConnectionPool(dsn, min_size=1, max_size=POSTGRES_POOL_SIZE, kwargs=_connection_kwargs(), open=False,
+                          name="coe-checkpoints")
+    try:
+        # A plain connection first: a wrong DSN fails here at once with PostgreSQL's own reason, not a pool timeout.
+        with psycopg.connect(dsn, autocommit=True, connect_timeout=_connect_timeout()) as lock:
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            saver = PostgresSaver(pool, serde=checkpoint_serializer())
+            _setup_under_lock(lock, saver.setup)
+    except Exception as exc:  # noqa: BLE001 - psycopg errors, pool timeouts: one line naming the setting
+        pool.close()
+        raise _unreachable(config, exc) from None
+    return saver
+
+
 def checkpointer_from_config(config: RouterConfig):
-    """The configured checkpointer: none, in-process memory, or a SQLite file (langgraph-checkpoint-sqlite)."""
+    """The configured checkpointer: none, in-process memory, a SQLite file (langgraph-checkpoint-sqlite) or
+    PostgreSQL (langgraph-checkpoint-postgres)."""
     kind = config.persistence.checkpointer
     if kind == "none":
         return None
@@ -30,6 +136,8 @@ def checkpointer_from_config(config: RouterConfig):
         from langgraph.checkpoint.memory import InMemorySaver
 
         return InMemorySaver(serde=checkpoint_serializer())
+    if kind == "postgres":
+        return postgres_checkpointer(config)
     try:
         from langgraph.checkpoint.sqlite import SqliteSaver
     except ImportError:
@@ -40,10 +148,40 @@ def checkpointer_from_config(config: RouterConfig):
 
 
 @contextlib.asynccontextmanager
+async def _async_postgres(config: RouterConfig) -> AsyncIterator[object]:
+    _postgres_modules()
+    import psycopg
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from psycopg_pool import AsyncConnectionPool
+
+    dsn = postgres_dsn(config)
+    pool = AsyncConnectionPool(dsn, min_size=1, max_size=POSTGRES_POOL_SIZE, kwargs=_connection_kwargs(),
+                               open=False, name="coe-checkpoints")
+    try:
+        async with await psycopg.AsyncConnection.connect(dsn, autocommit=True,
+                                                         connect_timeout=_connect_timeout()) as lock:
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
+            saver = AsyncPostgresSaver(pool, serde=checkpoint_serializer())
+            await _asetup_under_lock(lock, saver.setup)
+    except Exception as exc:  # noqa: BLE001 - psycopg errors, pool timeouts: one line naming the setting
+        await pool.close()
+        raise _unreachable(config, exc) from None
+    try:
+        yield saver
+    finally:
+        await pool.close()
+
+
+@contextlib.asynccontextmanager
 async def open_async_checkpointer(config: RouterConfig) -> AsyncIterator[object | None]:
     """The configured checkpointer for an async service, open for the life of the block: AsyncSqliteSaver (the
-    sync SqliteSaver has no async methods) for sqlite, in-process memory, or None."""
+    sync SqliteSaver has no async methods) for sqlite, AsyncPostgresSaver on a pool for postgres, in-process
+    memory, or None."""
     kind = config.persistence.checkpointer
+    if kind == "postgres":
+        async with _async_postgres(config) as saver:
+            yield saver
+        return
     if kind != "sqlite":
         yield checkpointer_from_config(config)
         return

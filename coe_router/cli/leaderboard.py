@@ -1,5 +1,6 @@
-"""`coe leaderboard run|build|show|plot`: record outcomes, build capability leaderboards (task -> expert maps),
-show and plot them. `build` has `--json` for one machine-readable object on stdout; progress bars go to stderr."""
+"""`coe leaderboard run|merge|build|show|plot`: record outcomes (split across workers with `run --shard K/N`, joined
+with `merge`), build capability leaderboards (task -> expert maps), show and plot them. `build` has `--json` for one
+machine-readable object on stdout; progress bars go to stderr."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from coe_router.cli.common import print_json, split_list
 def _leaderboard_run(args: argparse.Namespace) -> int:
     from coe_router.builder import task_map_from_config
     from coe_router.config import ConfigError, load_config
-    from coe_router.evaluation.runner import read_mc_questions, run_outcomes
+    from coe_router.evaluation.runner import parse_shard, read_mc_questions, run_outcomes, shard_questions
     from coe_router.models.factory import build_models
     from coe_router.routing.pool import ExpertPool
 
+    shard = parse_shard(args.shard) if args.shard else None
     config = load_config(args.config)
     experts = [e.strip() for e in args.experts.split(",")] if args.experts else list(config.experts)
     unknown = [e for e in experts if e not in config.experts]
@@ -24,10 +26,27 @@ def _leaderboard_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--experts: not in the config: {unknown}")
     models = build_models(config, {config.experts[e].model for e in experts})
     pool = ExpertPool({e: config.experts[e] for e in experts}, models, task_map_from_config(config))
-    counts = run_outcomes(pool, read_mc_questions(args.questions, args.limit), args.out, experts=experts,
+    questions = read_mc_questions(args.questions, args.limit)
+    if shard is not None:  # --limit first, so the shards of a limited run split the same questions
+        questions = shard_questions(questions, *shard)
+    counts = run_outcomes(pool, questions, args.out, experts=experts,
                           concurrency=args.concurrency, retries=args.retries)
-    print(f"{args.out}: asked {counts['asked']}, already done {counts['skipped']}, failed {counts['failed']}")
+    part = f" (shard {shard[0]}/{shard[1]}: {len(questions)} questions)" if shard else ""
+    print(f"{args.out}: asked {counts['asked']}, already done {counts['skipped']}, failed {counts['failed']}{part}")
     return 0 if counts["failed"] == 0 else 1
+
+
+def _leaderboard_merge(args: argparse.Namespace) -> int:
+    from coe_router.evaluation.runner import MergeConflictError, merge_correctness
+
+    try:
+        counts = merge_correctness(args.files, args.out, questions=args.questions)
+    except MergeConflictError as exc:
+        print(f"coe: error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.out}: {counts['rows']} questions from {counts['files']} files "
+          f"({counts['duplicates']} met in more than one, their cells agreeing)")
+    return 0
 
 
 def _leaderboard_build(args: argparse.Namespace) -> int:
@@ -120,4 +139,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     run.add_argument("--concurrency", type=int, default=2)
     run.add_argument("--retries", type=int, default=2)
     run.add_argument("--limit", type=int, help="only the first N questions")
+    run.add_argument("--shard", metavar="K/N",
+                     help="only shard K of N (questions split by a hash of question_id; merge the N CSVs with "
+                          "`coe leaderboard merge`)")
     run.set_defaults(run=_leaderboard_run)
+
+    merge = actions.add_parser(
+        "merge", help="join correctness CSVs (shards of one run) into one; conflicting cells are refused, named")
+    merge.add_argument("files", type=Path, nargs="+", help="correctness CSVs written by `coe leaderboard run`")
+    merge.add_argument("--out", type=Path, required=True)
+    merge.add_argument("--questions", type=Path,
+                       help="questions.jsonl: rows in its order (the order of an unsplit run)")
+    merge.set_defaults(run=_leaderboard_merge)

@@ -19,7 +19,9 @@ def served_from_config(config, encoder=None, progress: bool = True):
 
     @contextlib.asynccontextmanager
     async def served():
-        plan_config = config.replace(mode="plan") if config.planner.model else None
+        # Review pauses are a single-shot feature: the planning graph (`coe-plan`) routes its steps without them.
+        no_review = {**config.persistence.model_dump(), "review_unknown": False}
+        plan_config = config.replace(mode="plan", persistence=no_review) if config.planner.model else None
         names = used_models(config) | (used_models(plan_config) if plan_config else set())
         models = build_models(config, names)
         store = open_example_store(config, encoder, progress=progress) if needs_examples(config) else None

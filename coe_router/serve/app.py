@@ -2,11 +2,14 @@
 
 POST /v1/chat/completions (streamed too), GET /v1/models (the router menu, serve/menu.py), POST
 /v1/threads/{id}/resume (answer a review pause). The whole conversation, the sampling options and the tools go
-to the routed expert (serve/protocol.py); the response carries the expert's usage, its model in `model`, the
-routing decision in `coe`, and headers `x-coe-expert`, `x-coe-task`, `x-coe-fallbacks`.
+to the routed expert (serve/protocol.py), or the request is refused with a 400 naming the parameter (a fan-out or
+a plan cannot forward them); the response carries the usage of every model call the request made, the answering
+expert's model in `model`, the routing decision in `coe`, and headers `x-coe-expert`, `x-coe-task`,
+`x-coe-fallbacks`.
 
 Every failure is a JSON error with a status that says whose fault it is: 4xx for the request (a query too long
-for every expert, tools no expert can call, a bad context), 502 when every expert failed, 504 past the deadline.
+for every expert, tools no expert can call, a bad context, text that is not valid Unicode), 502 when every expert
+failed, 504 past the deadline. A client that goes away cancels the rest of its run (serve/streaming.py).
 """
 
 from __future__ import annotations
@@ -14,16 +17,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, AsyncContextManager, Callable
+from typing import Annotated, Any, AsyncContextManager
 
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from langgraph.types import Command
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coe_router.defaults import MAX_QUERY_CHARS, ROUTER_TAG, RUN_NAME
 from coe_router.errors import (
@@ -34,12 +38,23 @@ from coe_router.errors import (
     ToolsUnsupportedError,
 )
 from coe_router.inputs import check_query
+from coe_router.models.sampling import SAMPLING_PARAMS
 from coe_router.nodes.router import review_error
 from coe_router.redact import redact
 from coe_router.serve.auth import authorized, needs_token
 from coe_router.serve.menu import Served
-from coe_router.serve.protocol import ChatRequest, ProtocolError, completion, new_completion_id
-from coe_router.serve.streaming import GraphEvents, needs_review, route_first, sse_body
+from coe_router.serve.protocol import ChatRequest, ProtocolError, completion, dumps, new_completion_id
+from coe_router.serve.streaming import (
+    GraphEvents,
+    RequestCancelled,
+    RequestWatch,
+    StreamIdleError,
+    Translator,
+    needs_review,
+    open_stream,
+    refused_parameters,
+    run_to_end,
+)
 
 ServedFactory = Callable[[], AsyncContextManager[Served]]
 
@@ -58,15 +73,26 @@ def error_status(exc: BaseException) -> tuple[int, str, str]:
         return 400, str(exc), "unsupported_parameter"
     if isinstance(exc, ExpertsFailedError):
         return 502, redact(str(exc)), "experts_failed"
+    if isinstance(exc, StreamIdleError):
+        return 504, str(exc), "stream_idle_timeout"
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
-        return 504, f"the request took longer than its deadline ({exc or 'timed out'})", "deadline_exceeded"
+        return 504, str(exc) or "the request took longer than its deadline", "deadline_exceeded"
+    if isinstance(exc, RequestCancelled):
+        return 499, str(exc), "cancelled"
     return 500, redact(f"internal error: {type(exc).__name__}: {exc}"), "internal_error"
+
+
+class WireJSONResponse(JSONResponse):
+    """JSON with non-ASCII escaped: any text, even a lone surrogate an upstream answered with, stays valid."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content).encode("ascii")
 
 
 def error_response(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return JSONResponse({"error": {"message": message, "type": kind, "code": code, "param": param}},
-                        status_code=status)
+    return WireJSONResponse({"error": {"message": message, "type": kind, "code": code, "param": param}},
+                            status_code=status)
 
 
 def _as_factory(served: Served | Any | ServedFactory) -> ServedFactory:
@@ -85,20 +111,23 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
                workers: int = 64) -> FastAPI:
     """The service for a compiled graph, a `Served` set of graphs, or an async context manager that builds one
     (so an async checkpointer opens on the server's event loop). With `$token_env` set, every path but /healthz
-    needs `Authorization: Bearer ...`. `deadline_s` bounds a request across attempts and fallbacks;
-    `stream_idle_s` a stream's silence; `workers` threads run the graph's synchronous nodes, so a hung expert
-    holds one thread, not the service."""
+    needs `Authorization: Bearer ...` (/docs and /openapi.json too). `deadline_s` bounds a request across attempts
+    and fallbacks; `stream_idle_s` a stream's silence; `workers` threads run the graph's synchronous nodes, so a
+    hung expert holds one thread, not the service."""
     token = os.environ.get(token_env) if token_env else None
     factory = _as_factory(served)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(workers, thread_name_prefix="coe-node"))
+        executor = ThreadPoolExecutor(workers, thread_name_prefix="coe-node")
+        asyncio.get_running_loop().set_default_executor(executor)
         async with factory() as ready:
+            ask_stream_usage(ready)
             app.state.served = ready
             yield
+        executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="coe-router", version="0.2.0", lifespan=lifespan)
+    app = FastAPI(title="coe-router", version="0.2.0", lifespan=lifespan, default_response_class=WireJSONResponse)
 
     @app.exception_handler(ProtocolError)
     async def _protocol_error(_: Request, exc: ProtocolError):
@@ -106,8 +135,15 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
 
     @app.exception_handler(RequestValidationError)
     async def _bad_body(_: Request, exc: RequestValidationError):
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
-        return error_response(400, f"invalid request body: {problems}", "invalid_body")
+        errors = exc.errors()
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5])
+        param = next((str(e["loc"][1]) for e in errors if len(e["loc"]) > 1 and e["loc"][0] == "body"), None)
+        return error_response(400, f"invalid request body: {problems}", "invalid_body", param)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, str(exc.detail), code)
 
     @app.middleware("http")
     async def _guard(request: Request, call_next):
@@ -128,74 +164,119 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         return {"status": "ok"}
 
     @app.post("/v1/chat/completions")
-    async def chat(request: ChatRequest):
+    async def chat(request: ChatRequest, http: Request):
         try:
-            return await _chat(app.state.served, request, max_query_chars, deadline_s, stream_idle_s)
+            return await _chat(app.state.served, request, max_query_chars, deadline_s, stream_idle_s, http)
         except Exception as exc:  # noqa: BLE001 - mapped to a status that says whose fault it is
             return error_response(*error_status(exc), getattr(exc, "param", None))
 
     @app.post("/v1/threads/{thread_id}/resume")
-    async def resume(thread_id: str, answer: dict):
+    async def resume(thread_id: str, answer: Annotated[Any, Body()]):
         try:
             return await _resume(app.state.served, thread_id, answer, deadline_s)
         except Exception as exc:  # noqa: BLE001
-            return error_response(*error_status(exc))
+            return error_response(*error_status(exc), getattr(exc, "param", None))
 
     return app
+
+
+def ask_stream_usage(served: Served) -> None:
+    """Ask OpenAI-compatible experts for usage in streams too (`stream_options.include_usage`), so a streamed
+    answer reports what the server counted; servers that ignore it are estimated (streaming.RequestWatch)."""
+    for name in served.experts:
+        _, model = served.graph.pool.expert(name)
+        if "stream_usage" in getattr(type(model), "model_fields", {}) and model.stream_usage is not True:
+            with contextlib.suppress(AttributeError, TypeError, ValueError):
+                model.stream_usage = True
 
 
 def _inputs(request: ChatRequest, max_query_chars: int) -> dict[str, Any]:
     request.check_supported()
     messages = request.conversation()
-    check_query(messages[-1].text if messages[-1].type == "human" else
-                next(m.text for m in reversed(messages) if m.type == "human"), max_query_chars)
+    check_query(next(m.text for m in reversed(messages) if m.type == "human"), max_query_chars)
     inputs: dict[str, Any] = {"messages": messages, "sampling": request.sampling() or None}
     if request.tools:
         inputs["tools"], inputs["tool_choice"] = request.tools, request.tool_choice
     return inputs
 
 
-def _run_config(request_model: str, thread_id: str) -> dict:
-    return {"run_name": RUN_NAME, "tags": [ROUTER_TAG, "api"], "metadata": {"api_model": request_model},
-            "configurable": {"thread_id": thread_id}}
+def _run_config(request_model: str, thread_id: str, watch: RequestWatch, *tags: str) -> dict:
+    return {"run_name": RUN_NAME, "tags": [ROUTER_TAG, "api", *tags], "metadata": {"api_model": request_model},
+            "configurable": {"thread_id": thread_id}, "callbacks": [watch]}
 
 
-async def _chat(served: Served, request: ChatRequest, max_query_chars: int, deadline_s: float, idle_s: float):
+def _forwarded(request: ChatRequest) -> list[str]:
+    """The request's parameters that only a single expert call can honour (refused by a fan-out or a plan)."""
+    params = [key for key in SAMPLING_PARAMS if getattr(request, key, None) is not None]
+    if request.max_completion_tokens is not None and "max_tokens" not in params:
+        params.append("max_completion_tokens")
+    return params + (["tools"] if request.tools else [])
+
+
+async def _until_disconnected(http: Request) -> None:
+    while (await http.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(http: Request | None, work, watch: RequestWatch):
+    """Await `work` unless the client goes away first; then the run is cancelled (the watch stops its thread at
+    its next callback) and the client, gone, gets nothing."""
+    task = asyncio.ensure_future(work)
+    if http is None:
+        return await task
+    gone = asyncio.ensure_future(_until_disconnected(http))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            watch.cancel()
+            task.cancel()
+        gone.cancel()
+    if task.cancelled():
+        raise RequestCancelled("the client went away")
+    return task.result()
+
+
+async def _chat(served: Served, request: ChatRequest, max_query_chars: int, deadline_s: float, idle_s: float,
+                http: Request | None = None):
     graph, context = served.resolve(request.model)
     inputs = _inputs(request, max_query_chars)
+    params = _forwarded(request)
+    if params and "planner" in graph.nodes:
+        raise refused_parameters("plan", params)
     thread_id = uuid.uuid4().hex
-    config = _run_config(request.model, thread_id)
-    completion_id = new_completion_id()
+    watch = RequestWatch()
+    config = _run_config(request.model, thread_id, watch)
+    translator = Translator(thread_id, new_completion_id(), request.model, params, served.model_of)
     if request.stream:
-        events = GraphEvents(graph, inputs, config, context or None, idle_s, time.monotonic() + deadline_s)
-        try:
-            headers = await route_first(events, thread_id)
-        except BaseException:
-            await events.aclose()
-            raise
-        body = sse_body(events, completion_id, request.model, request.include_usage,
-                        lambda exc: error_status(exc)[1:])
+        events = GraphEvents(graph, inputs, config, context or None, modes=["updates", "messages"],
+                             deadline_s=deadline_s, idle_s=idle_s, watch=watch)
+        headers, body = await _unless_disconnected(http, open_stream(
+            events, translator, request.include_usage, watch.usage, lambda exc: error_status(exc)[1:]), watch)
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)
-    result = await asyncio.wait_for(graph.ainvoke(inputs, config, context=context or None), deadline_s)
-    return _answer(result, thread_id, completion_id, request.model)
+    events = GraphEvents(graph, inputs, config, context or None, modes=["updates", "values"], deadline_s=deadline_s,
+                         watch=watch)
+    result = await _unless_disconnected(http, run_to_end(events, translator), watch)
+    return _answer(result, thread_id, translator.completion_id, request.model, watch.usage())
 
 
-def _answer(result: dict, thread_id: str, completion_id: str, request_model: str) -> JSONResponse:
+def _answer(result: dict, thread_id: str, completion_id: str, request_model: str, usage: dict) -> JSONResponse:
     if "__interrupt__" in result:
         raise needs_review(thread_id)
     decision = result["decision"]
-    body = completion(completion_id, result["messages"][-1], decision.model_dump(mode="json"), request_model)
-    return JSONResponse(body, headers={"x-coe-expert": decision.expert, "x-coe-task": decision.task,
-                                       "x-coe-fallbacks": ",".join(decision.fallbacks)})
+    body = completion(completion_id, result["messages"][-1], decision.model_dump(mode="json"), request_model, usage)
+    return WireJSONResponse(body, headers={"x-coe-expert": decision.expert, "x-coe-task": decision.task,
+                                           "x-coe-fallbacks": ",".join(decision.fallbacks)})
 
 
-async def _resume(served: Served, thread_id: str, answer: dict, deadline_s: float) -> JSONResponse:
+async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float) -> JSONResponse:
     """Answer a review pause: 404 for a thread the service does not know, 409 when it is not paused, 400 for an
     answer naming no task or expert (the thread stays paused, so a typo costs nothing)."""
     graph = served.graph
     if graph.checkpointer is None:
         raise ProtocolError(404, "this service keeps no threads (persistence.checkpointer: none)", "thread_not_found")
-    config = {"configurable": {"thread_id": thread_id}, "run_name": RUN_NAME, "tags": [ROUTER_TAG, "api", "resume"]}
+    watch = RequestWatch()
+    config = _run_config("coe", thread_id, watch, "resume")
     state = await graph.aget_state(config)
     if not state.values and not state.next:
         raise ProtocolError(404, f"no thread {thread_id!r}", "thread_not_found")
@@ -204,5 +285,8 @@ async def _resume(served: Served, thread_id: str, answer: dict, deadline_s: floa
     problem = review_error(graph.pool.task_map, answer)
     if problem is not None:
         raise ProtocolError(400, problem, "invalid_review")
-    result = await asyncio.wait_for(graph.ainvoke(Command(resume=answer), config), deadline_s)
-    return _answer(result, thread_id, new_completion_id(), "coe")
+    translator = Translator(thread_id, new_completion_id(), "coe", [])
+    events = GraphEvents(graph, Command(resume=answer), config, None, modes=["updates", "values"],
+                         deadline_s=deadline_s, watch=watch)
+    result = await run_to_end(events, translator)
+    return _answer(result, thread_id, translator.completion_id, "coe", watch.usage())

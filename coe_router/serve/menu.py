@@ -2,7 +2,7 @@
 
     coe              the config's own mode (task routing, planning or auto)
     coe-plan         expert planning (CCoE): planner -> steps -> synthesizer
-    coe/<expert>     pinned to one expert (its fallbacks stay the task map's)
+    coe/<expert>     pinned to one expert, no fan-out (its fallbacks stay the task map's)
     coe-cost-<w>     cost-aware: leaderboard accuracy - w x relative price (like RouteLLM's threshold in a name)
 """
 
@@ -33,6 +33,15 @@ class Served:
     def experts(self) -> list[str]:
         return list(self.graph.pool.names())
 
+    def model_of(self, expert: str) -> str | None:
+        """The model id an expert's calls name (an endpoint's `model`, a local model's name), if it has one."""
+        try:
+            _, model = self.graph.pool.expert(expert)
+        except KeyError:
+            return None
+        name = getattr(model, "model_name", None)
+        return name if isinstance(name, str) else None
+
     def names(self) -> list[str]:
         names = ["coe"] + (["coe-plan"] if self.plan_graph is not None else [])
         names += [f"coe/{expert}" for expert in self.experts]
@@ -47,7 +56,7 @@ class Served:
         if model == "coe-plan" and self.plan_graph is not None:
             return self.plan_graph, {}
         if model.startswith("coe/") and model[4:] in self.experts:
-            return self.graph, {"expert": model[4:]}
+            return self.graph, {"expert": model[4:], "fanout": 1}
         if (match := _COST.match(model)) and self.prices:
             return self.graph, {"cost_weight": float(match.group(1))}
         raise ProtocolError(404, f"model {model!r} does not exist; available: {', '.join(self.names())} "

@@ -74,6 +74,10 @@ class ChatRequest(BaseModel):
 
     def check_supported(self) -> None:
         """Refuse what no expert call can honour, naming the parameter."""
+        where = unencodable(self.model_dump(exclude_none=True))
+        if where is not None:
+            raise ProtocolError(400, f"{where} is not valid Unicode text (a lone surrogate cannot be encoded as "
+                                     "UTF-8)", "invalid_body", where.split("[")[0].split(".")[0])
         unknown = sorted(set(self.model_extra or {}) - IGNORED_PARAMS)
         if unknown:
             raise ProtocolError(400, f"unsupported parameter {unknown[0]!r}: the router forwards "
@@ -116,11 +120,40 @@ class ChatRequest(BaseModel):
         return bool((self.stream_options or {}).get("include_usage"))
 
 
+def unencodable(value: Any, path: str = "") -> str | None:
+    """The path of the first string in `value` that UTF-8 cannot encode (a lone surrogate), else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path or "the request"
+        return None
+    if isinstance(value, dict):
+        items = ((f"{path}.{key}" if path else str(key), key, item) for key, item in value.items())
+    elif isinstance(value, (list, tuple)):
+        items = ((f"{path}[{i}]", None, item) for i, item in enumerate(value))
+    else:
+        return None
+    for where, key, item in items:
+        found = unencodable(key, where) if isinstance(key, str) else None
+        if found is None:
+            found = unencodable(item, where)
+        if found is not None:
+            return found
+    return None
+
+
+def dumps(body: Any) -> str:
+    """JSON for the wire: ASCII-escaped, so any text (a lone surrogate an upstream sent too) stays valid."""
+    return json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+
+
 def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
 def usage(message: AIMessage | None) -> dict[str, int]:
+    """The usage one answer message reported (the service reports the whole request's, see streaming.RequestWatch)."""
     counts = (message.usage_metadata if message is not None else None) or {}
     prompt, completion = counts.get("input_tokens", 0), counts.get("output_tokens", 0)
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
@@ -132,6 +165,16 @@ def tool_calls(message: AIMessage) -> list[dict]:
             for call in message.tool_calls]
 
 
+def tool_call_deltas(calls: list[dict], complete: bool = False) -> list[dict]:
+    """Tool calls as stream deltas: streamed chunks (`args` a JSON fragment), or whole calls (`complete`)."""
+    if complete:
+        return [{"index": i, "id": c["id"], "type": "function",
+                 "function": {"name": c["name"], "arguments": json.dumps(c["args"], ensure_ascii=False)}}
+                for i, c in enumerate(calls)]
+    return [{"index": c.get("index") or 0, "id": c.get("id"), "type": "function",
+             "function": {"name": c.get("name"), "arguments": c.get("args") or ""}} for c in calls]
+
+
 def answer_model(message: AIMessage | None, fallback: str) -> str:
     """The answering expert's model (the upstream model id when the expert reported one)."""
     if message is None:
@@ -139,7 +182,8 @@ def answer_model(message: AIMessage | None, fallback: str) -> str:
     return message.response_metadata.get("expert_model") or message.response_metadata.get("model_name") or fallback
 
 
-def completion(completion_id: str, message: AIMessage, decision: dict, fallback_model: str) -> dict:
+def completion(completion_id: str, message: AIMessage, decision: dict, fallback_model: str,
+               request_usage: dict | None = None) -> dict:
     body: dict[str, Any] = {"role": "assistant", "content": message.text}
     finish = "stop"
     if message.tool_calls:
@@ -150,7 +194,7 @@ def completion(completion_id: str, message: AIMessage, decision: dict, fallback_
         "created": int(time.time()),
         "model": answer_model(message, fallback_model),
         "choices": [{"index": 0, "message": body, "finish_reason": finish, "logprobs": None}],
-        "usage": usage(message),
+        "usage": request_usage if request_usage is not None else usage(message),
         "coe": decision,
     }
 
@@ -159,11 +203,11 @@ def chunk(completion_id: str, model: str, delta: dict | None, finish: str | None
     choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
     body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
             "choices": choices, **extra}
-    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+    return f"data: {dumps(body)}\n\n"
 
 
 def error_event(message: str, code: str) -> str:
-    return f"data: {json.dumps({'error': {'message': message, 'type': 'server_error', 'code': code}})}\n\n"
+    return f"data: {dumps({'error': {'message': message, 'type': 'server_error', 'code': code}})}\n\n"
 
 
 DONE = "data: [DONE]\n\n"

@@ -1,61 +1,168 @@
-"""Server-sent events for every graph shape: one expert, a fan-out, rule gating, a plan, a review pause.
+"""Running a graph for one request: its events, bounded in time, turned into a completion or server-sent events.
 
-Routing comes first, so the response headers can name the routed expert (a plan names its mode); what follows
-is every token of the answer path (the calls tagged `coe:answer`: the expert, the fan-out's refine step, the
-plan's synthesizer), each finished plan step as a `coe_step` event, then a last chunk with the routing decision,
-usage when asked for, and `[DONE]`. Failures after the headers arrive as an SSE error event.
+Every request, streamed or not, runs the graph as a stream of events (`GraphEvents`), all within the request's
+deadline, and once a stream has begun each awaited at most `idle_s`. `Translator` reads them: the routing decision (response headers),
+a review pause (409), a fan-out or a plan that could not honour the request's sampling options or tools (400, see
+`refused_parameters`), every token of the answer path (the calls tagged `coe:answer`: the expert, the fan-out's
+refine step, the plan's synthesizer), each finished plan step as a `coe_step` event, and the final state.
+
+A stream's status is decided by its first output: the graph runs until the first answer token or plan step
+(or its end) before the headers go out, so a failure before any output is a plain HTTP error with the same status
+as without streaming (400 too long, 409 review, 502 experts failed, 504 deadline); failures after it arrive as an
+SSE error event followed by `[DONE]`.
+
+`RequestWatch` rides along as a callback: it sums the token usage of every model call the request made, and once
+cancelled (the client went away, the deadline passed) it stops the request's remaining work at its next node,
+model call or token, which closes the upstream connection of a streaming expert.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
+import threading
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from uuid import UUID
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk
 
 from coe_router.routing.expert_call import ANSWER_TAG
-from coe_router.serve.protocol import DONE, ProtocolError, chunk, error_event, usage
+from coe_router.serve.protocol import DONE, ProtocolError, chunk, error_event, tool_call_deltas
 
 ANSWER_NODES = ("expert", "aggregator", "synthesizer")
+CHARS_PER_TOKEN = 3  # usage estimate for a streamed call whose server reported none (as routing/context_window.py)
+
+
+class DeadlineError(TimeoutError):
+    """The request ran past its deadline (`--deadline-s`), across attempts and fallbacks."""
+
+
+class StreamIdleError(TimeoutError):
+    """The graph sent nothing for `--stream-idle-s` seconds."""
+
+
+class RequestCancelled(RuntimeError):
+    """Raised inside the graph's remaining work once its request is over (client gone, deadline passed)."""
+
+
+class RequestWatch(BaseCallbackHandler):
+    """Per-request callback: token usage of every model call, and cancellation of the request's remaining work.
+
+    Usage is what the servers reported; a streamed call whose server reported none (llama.cpp's server does not
+    send usage in streams) is estimated (prompt characters / 3, one token per streamed chunk) and marked so.
+    """
+
+    raise_error = True  # a cancelled request's next callback raises into the node that runs it
+    run_inline = True
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.cancelled = threading.Event()
+        self.prompt = self.completion = 0
+        self.estimated = False
+        self.calls = 0
+        self._streamed: dict[UUID, int] = {}
+        self._prompt_chars: dict[UUID, int] = {}
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def _check(self) -> None:
+        if self.cancelled.is_set():
+            raise RequestCancelled("the request is over (the client went away or its deadline passed)")
+
+    def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
+        self._check()
+
+    def on_llm_start(self, serialized: Any, prompts: list[str], *, run_id: UUID, **kwargs: Any) -> None:
+        self._check()
+        with self._lock:
+            self._prompt_chars[run_id] = sum(len(p) for p in prompts)
+
+    def on_chat_model_start(self, serialized: Any, messages: list, *, run_id: UUID, **kwargs: Any) -> None:
+        self._check()
+        with self._lock:
+            self._prompt_chars[run_id] = sum(len(m.text) + 4 * CHARS_PER_TOKEN for batch in messages for m in batch)
+
+    def on_llm_new_token(self, token: str, *, run_id: UUID, chunk: Any = None, **kwargs: Any) -> None:
+        self._check()
+        message = getattr(chunk, "message", None)
+        counts = bool(token) or bool(getattr(message, "tool_call_chunks", None))  # not the role or finish chunks
+        with self._lock:
+            self._streamed[run_id] = self._streamed.get(run_id, 0) + counts
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        counts = None
+        for generations in getattr(response, "generations", None) or []:
+            for generation in generations:
+                message = getattr(generation, "message", None)
+                counts = counts or getattr(message, "usage_metadata", None)
+        with self._lock:
+            chars, streamed = self._prompt_chars.pop(run_id, 0), self._streamed.pop(run_id, None)
+            self.calls += 1
+            if counts and (counts.get("input_tokens") or counts.get("output_tokens")):
+                self.prompt += int(counts.get("input_tokens") or 0)
+                self.completion += int(counts.get("output_tokens") or 0)
+            elif streamed is not None:
+                self.prompt += math.ceil(chars / CHARS_PER_TOKEN)
+                self.completion += streamed
+                self.estimated = True
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        with self._lock:
+            self._prompt_chars.pop(run_id, None)
+            self._streamed.pop(run_id, None)
+
+    def usage(self) -> dict[str, Any]:
+        with self._lock:
+            body: dict[str, Any] = {"prompt_tokens": self.prompt, "completion_tokens": self.completion,
+                                    "total_tokens": self.prompt + self.completion}
+            if self.estimated:
+                body["estimated"] = True
+            return body
 
 
 class GraphEvents:
-    """The graph's update and message events, each awaited at most `idle_s` and all within `deadline`."""
+    """The graph's events for one request, each awaited at most `idle_s` and all within `deadline_s`."""
 
-    def __init__(self, graph, inputs: dict, config: dict, context: dict | None, idle_s: float, deadline: float):
-        self._events = graph.astream(inputs, config, context=context, stream_mode=["updates", "messages"])
-        self.idle_s, self.deadline = idle_s, deadline
+    def __init__(self, graph, inputs: Any, config: dict, context: dict | None, *, modes: list[str],
+                 deadline_s: float, idle_s: float = math.inf, watch: RequestWatch | None = None):
+        self._events = graph.astream(inputs, config, context=context, stream_mode=modes)
+        self.deadline_s, self.idle_s = deadline_s, idle_s
+        self.deadline = time.monotonic() + deadline_s
+        self.watch = watch
+        self._closed = False
 
-    async def next(self) -> tuple[str, Any] | None:
-        wait = min(self.idle_s, self.deadline - time.monotonic())
-        if wait <= 0:
-            raise TimeoutError("the request deadline passed")
+    async def next(self, idle: bool = True) -> tuple[str, Any] | None:
+        """The next event; None at the end. `idle=False` waits up to the deadline (before a stream has begun)."""
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineError(f"the request took longer than its deadline of {self.deadline_s:g}s")
+        wait = min(self.idle_s, remaining) if idle else remaining
         try:
             return await asyncio.wait_for(anext(self._events), wait)
         except StopAsyncIteration:
             return None
+        except TimeoutError:
+            if wait < remaining:
+                raise StreamIdleError(f"the stream was silent for {self.idle_s:g}s (--stream-idle-s)") from None
+            raise DeadlineError(f"the request took longer than its deadline of {self.deadline_s:g}s") from None
+
+    def all(self) -> AsyncIterator[tuple[str, Any]]:
+        """The events without a timer each (the caller bounds the whole run)."""
+        return self._events
 
     async def aclose(self) -> None:
-        await self._events.aclose()
-
-
-async def route_first(events: GraphEvents, thread_id: str) -> dict[str, str]:
-    """Consume events until the route (or the plan) is known; returns the response headers. Errors before this
-    point become plain HTTP errors; a review pause is the same 409 as without streaming."""
-    while (event := await events.next()) is not None:
-        mode, payload = event
-        if mode != "updates":
-            continue
-        if "__interrupt__" in payload:
-            raise needs_review(thread_id)
-        if "router" in payload:
-            decision = payload["router"]["decision"]
-            return {"x-coe-expert": decision.expert, "x-coe-task": decision.task,
-                    "x-coe-fallbacks": ",".join(decision.fallbacks)}
-        if "planner" in payload:
-            return {"x-coe-mode": "plan", "x-coe-plan-status": payload["planner"]["plan_status"]}
-    raise ProtocolError(502, "the router graph ended before routing", "no_route")
+        if self.watch is not None:
+            self.watch.cancel()
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(Exception):  # closing a failed or cancelled run must not raise again
+                await self._events.aclose()
 
 
 def needs_review(thread_id: str) -> ProtocolError:
@@ -63,64 +170,167 @@ def needs_review(thread_id: str) -> ProtocolError:
                               'with {"task": ...} or {"expert": ...}', "needs_review")
 
 
-def _tool_call_delta(message: AIMessageChunk) -> list[dict]:
-    return [{"index": call.get("index") or 0, "id": call.get("id"), "type": "function",
-             "function": {"name": call.get("name"), "arguments": call.get("args") or ""}}
-            for call in message.tool_call_chunks]
+def refused_parameters(kind: str, params: list[str]) -> ProtocolError:
+    """A fan-out or a plan does not take the caller's sampling options or tools: refused, naming the first."""
+    why = {"fanout": "the query was routed to a fan-out of several experts, which does not take",
+           "plan": "a planned query (coe-plan) answers in prose and does not take"}[kind]
+    return ProtocolError(400, f"unsupported parameter {params[0]!r}: {why} {', '.join(params)}; send it to one "
+                              "expert (model coe/<expert>) or leave it out", "unsupported_parameter", params[0])
 
 
-async def sse_body(events: GraphEvents, completion_id: str, model: str, include_usage: bool,
-                   error_code) -> AsyncIterator[str]:
-    """The event stream after the headers; `error_code(exc)` maps a failure to (message, code)."""
-    yield chunk(completion_id, model, {"role": "assistant", "content": ""})
-    streamed, final, decision = False, None, None
-    try:
-        while (event := await events.next()) is not None:
-            mode, payload = event
-            if mode == "messages":
-                message, meta = payload
-                if ANSWER_TAG in (meta.get("tags") or []) and isinstance(message, AIMessageChunk):
-                    delta = {}
-                    if message.content:
-                        delta["content"] = message.text
-                    if message.tool_call_chunks:
-                        delta["tool_calls"] = _tool_call_delta(message)
-                    if delta:
-                        streamed = True
-                        yield chunk(completion_id, model, delta)
+def _attr(value: Any, name: str, default: Any = None) -> Any:
+    return value.get(name, default) if isinstance(value, dict) else getattr(value, name, default)
+
+
+class Translator:
+    """Reads a request's graph events: headers, review pauses, refusals, answer tokens as SSE chunks, the final
+    state. `params` are the request's sampling options and tools, refused by a fan-out or a plan; `model_of`
+    names an expert's model, the `model` of a stream's chunks once that expert's first token is known."""
+
+    def __init__(self, thread_id: str, completion_id: str, model: str, params: list[str],
+                 model_of: Callable[[str], str | None] = lambda expert: None):
+        self.thread_id, self.completion_id, self.model, self.params = thread_id, completion_id, model, params
+        self.model_of = model_of
+        self.headers: dict[str, str] | None = None
+        self.decision = None
+        self.final: AIMessage | None = None
+        self.values: dict | None = None
+        self.streamed = False
+        self.answerer: str | None = None
+        self.emitted = False  # once a chunk is out, its `model` stays that of every later chunk
+
+    def feed(self, event: tuple[str, Any]) -> list[str]:
+        mode, payload = event
+        if mode == "values":
+            self.values = payload
+            return []
+        if mode == "messages":
+            return self._token(*payload)
+        out = []
+        if "__interrupt__" in payload:
+            raise needs_review(self.thread_id)
+        for node, update in payload.items():
+            if not isinstance(update, dict):
                 continue
-            for node, update in payload.items():
-                if not isinstance(update, dict):
-                    continue
-                decision = update.get("decision", decision)
-                if node == "step" and update.get("steps"):
-                    step = update["steps"][-1]
-                    yield chunk(completion_id, model, {}, coe_step=step.model_dump(mode="json"))
-                if node in ANSWER_NODES and update.get("messages"):
-                    final = update["messages"][-1]
-    except Exception as exc:  # noqa: BLE001 - after the headers, every failure is an SSE error event
-        message, code = error_code(exc)
-        yield error_event(message, code)
-        yield DONE
-        return
+            self.decision = update.get("decision", self.decision)
+            if node == "router" and self.headers is None:
+                if self.params and _attr(update.get("route"), "consult"):
+                    raise refused_parameters("fanout", self.params)
+                decision = update["decision"]
+                self.headers = {"x-coe-expert": decision.expert, "x-coe-task": decision.task,
+                                "x-coe-fallbacks": ",".join(decision.fallbacks)}
+            if node == "planner" and self.headers is None:
+                if self.params:
+                    raise refused_parameters("plan", self.params)
+                self.headers = {"x-coe-mode": "plan", "x-coe-plan-status": str(update.get("plan_status", ""))}
+            if node == "step" and update.get("steps"):
+                step = update["steps"][-1]
+                self.emitted = True
+                out.append(chunk(self.completion_id, self.model, {}, coe_step=step.model_dump(mode="json")))
+            if node in ANSWER_NODES and update.get("messages"):
+                self.final = update["messages"][-1]
+        return out
+
+    def _token(self, message: Any, meta: dict) -> list[str]:
+        tags = meta.get("tags") or []
+        if ANSWER_TAG not in tags or not isinstance(message, AIMessageChunk):
+            return []
+        delta: dict[str, Any] = {}
+        if message.content:
+            delta["content"] = message.text
+        if message.tool_call_chunks:
+            delta["tool_calls"] = tool_call_deltas(message.tool_call_chunks)
+        if not delta:
+            return []
+        if self.answerer is None:
+            self.answerer = next((t[7:] for t in tags if t.startswith("expert:")), None)
+        if not self.emitted and self.answerer:  # the answering expert's model, as without streaming
+            self.model = self.model_of(self.answerer) or self.model
+        self.streamed = self.emitted = True
+        return [chunk(self.completion_id, self.model, delta)]
+
+    def stream_headers(self) -> dict[str, str]:
+        if self.headers is None:
+            raise ProtocolError(502, "the router graph ended before routing", "no_route")
+        headers = dict(self.headers)
+        if self.answerer and "x-coe-expert" in headers:
+            headers["x-coe-expert"] = self.answerer
+        return headers
+
+    def finish(self, include_usage: bool, usage: Callable[[], dict]) -> list[str]:
+        """The closing chunks: the answer when it was not streamed token by token, the finish reason with the
+        routing decision, the usage when asked for, and [DONE]."""
+        out = []
+        final = self.final if isinstance(self.final, AIMessage) else None
+        if final is not None and not self.streamed:
+            delta: dict[str, Any] = {"content": final.text}
+            if final.tool_calls:
+                delta["tool_calls"] = tool_call_deltas(final.tool_calls, complete=True)
+            out.append(chunk(self.completion_id, self.model, delta))
+        finish = "tool_calls" if final is not None and final.tool_calls else "stop"
+        out.append(chunk(self.completion_id, self.model, {}, finish=finish,
+                         coe=self.decision.model_dump(mode="json") if self.decision is not None else None))
+        if include_usage:
+            out.append(chunk(self.completion_id, self.model, None, usage=usage()))
+        out.append(DONE)
+        return out
+
+
+async def open_stream(events: GraphEvents, translator: Translator, include_usage: bool, usage: Callable[[], dict],
+                      error_code: Callable[[BaseException], tuple[str, str]]) -> tuple[dict, AsyncIterator[str]]:
+    """Run the graph to its first output (or its end) and return the response headers and the SSE body. Failures
+    until then raise (a plain HTTP error); later ones end the body with an SSE error event."""
+    first: list[str] = []
+    ended = False
+    try:
+        while not first:
+            event = await events.next(idle=False)
+            if event is None:
+                ended = True
+                break
+            first = translator.feed(event)
+        headers = translator.stream_headers()
+        if ended:
+            first = translator.finish(include_usage, usage)
+    except BaseException:
+        await events.aclose()
+        raise
+
+    async def body() -> AsyncIterator[str]:
+        try:
+            yield chunk(translator.completion_id, translator.model, {"role": "assistant", "content": ""})
+            for piece in first:
+                yield piece
+            if ended:
+                return
+            while (event := await events.next()) is not None:
+                for piece in translator.feed(event):
+                    yield piece
+            for piece in translator.finish(include_usage, usage):
+                yield piece
+        except Exception as exc:  # noqa: BLE001 - after the headers, every failure is an SSE error event
+            message, code = error_code(exc)
+            yield error_event(message, code)
+            yield DONE
+        finally:
+            await events.aclose()
+
+    return headers, body()
+
+
+async def run_to_end(events: GraphEvents, translator: Translator) -> dict:
+    """Run the graph for a non-streamed request (one timer for the whole deadline); returns its final state."""
+    timer = asyncio.timeout(max(events.deadline - time.monotonic(), 0))
+    try:
+        async with timer:
+            async for event in events.all():
+                translator.feed(event)
+    except TimeoutError:
+        if not timer.expired():
+            raise
+        raise DeadlineError(f"the request took longer than its deadline of {events.deadline_s:g}s") from None
     finally:
         await events.aclose()
-    if isinstance(final, AIMessage) and not streamed:
-        delta = {"content": final.text}
-        if final.tool_calls:
-            delta["tool_calls"] = [{"index": i, "id": c["id"], "type": "function",
-                                    "function": {"name": c["name"], "arguments": _json(c["args"])}}
-                                   for i, c in enumerate(final.tool_calls)]
-        yield chunk(completion_id, model, delta)
-    finish = "tool_calls" if isinstance(final, AIMessage) and final.tool_calls else "stop"
-    yield chunk(completion_id, model, {}, finish=finish,
-                coe=decision.model_dump(mode="json") if decision is not None else None)
-    if include_usage:
-        yield chunk(completion_id, model, None, usage=usage(final if isinstance(final, AIMessage) else None))
-    yield DONE
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
+    if translator.values is None:
+        raise ProtocolError(502, "the router graph ended without an answer", "no_answer")
+    return translator.values
