@@ -36,7 +36,7 @@ def dispatch(state: RouterState) -> Literal["expert"] | list[Send]:
     consult = read(state, "route").consult
     if not consult:
         return "expert"
-    shared = {key: state.get(key) for key in ("query", "messages", "options", "context", "decision")}
+    shared = {key: state.get(key) for key in ("query", "messages", "options", "context", "decision", "sampling")}
     return [Send("consult", {**shared, "consult_expert": name, "consult_rank": rank}) for rank, name in enumerate(consult)]
 
 

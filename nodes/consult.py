@@ -22,7 +22,7 @@ def make_consult_node(pool: ExpertPool) -> Callable[[RouterState], dict]:
             spec, model = pool.expert(name)
             answer = ask_expert(name, spec, model, question, state.get("options"), task,
                                 {"fanout_rank": record.rank, "task_map_version": decision.task_map_version},
-                                conversation=state.get("messages") or [])
+                                conversation=state.get("messages") or [], sampling=state.get("sampling"))
         except Exception as exc:  # noqa: BLE001 - one expert's failure must not sink the others
             return {"consultations": [record.model_copy(update={"error": redact(f"{type(exc).__name__}: {exc}")})]}
         return {"consultations": [record.model_copy(update={"answer": answer.text, "choice": answer.choice})]}

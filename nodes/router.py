@@ -113,7 +113,9 @@ def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int
         else:
             route = task_map.route(task.task)
         width = context.fanout if context.fanout is not None else fanout
-        route = route.model_copy(update={"consult": consulted_experts(task_map, task, route, width)})
+        pinned = context.expert is not None or context.fanout == 1   # one expert asked for: no gating fan-out
+        consult = [] if pinned else consulted_experts(task_map, task, route, width)
+        route = route.model_copy(update={"consult": consult})
         decision = RoutingDecision(
             task=task.task,
             confidence=task.confidence,

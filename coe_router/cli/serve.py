@@ -37,6 +37,7 @@ def served_from_config(config, encoder=None, progress: bool = True):
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from coe_router.builder import needs_examples
     from coe_router.config import load_config
     from coe_router.retrieval.batching import BatchingEncoder
     from coe_router.retrieval.encoder import load_encoder, resolve_batch_dtype
@@ -45,9 +46,11 @@ def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     # Concurrent requests share query-embedding calls, and a lone request never waits. Batches of two or more
     # queries run in bfloat16 where the CPU has AMX (--batch-dtype auto); single queries always in float32.
-    sentence_encoder = load_encoder(config.retriever.embedding_package, config.retriever.embedding_path)
-    sentence_encoder.batch_dtype = resolve_batch_dtype(args.batch_dtype)
-    encoder = BatchingEncoder(sentence_encoder, workers=sentence_encoder.workers)  # one batch per encoder thread
+    encoder = None
+    if needs_examples(config) or config.router.kind == "knn":   # a rules classifier embeds nothing: skip the load
+        sentence_encoder = load_encoder(config.retriever.embedding_package, config.retriever.embedding_path)
+        sentence_encoder.batch_dtype = resolve_batch_dtype(args.batch_dtype)
+        encoder = BatchingEncoder(sentence_encoder, workers=sentence_encoder.workers)  # one batch per encoder thread
     app = create_app(served_from_config(config, encoder), token_env=args.token_env,
                      max_query_chars=config.limits.max_query_chars, deadline_s=args.deadline_s,
                      stream_idle_s=args.stream_idle_s)

@@ -57,6 +57,7 @@ def _openai_chat(name: str, spec: OpenAIModel) -> BaseChatModel:
         extra_body={"max_tokens": spec.max_tokens},
         http_client=http_client,
         http_async_client=http_async_client,
+        stream_usage=True,  # streamed answers report their tokens too
         name=name,
     )
 

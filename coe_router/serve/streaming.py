@@ -172,7 +172,8 @@ def needs_review(thread_id: str) -> ProtocolError:
 
 def refused_parameters(kind: str, params: list[str]) -> ProtocolError:
     """A fan-out or a plan does not take the caller's sampling options or tools: refused, naming the first."""
-    why = {"fanout": "the query was routed to a fan-out of several experts, which does not take",
+    why = {"fanout": "the query was routed to a fan-out of several experts (their sampling options are applied, "
+                     "but tool calls from several experts cannot be merged), which does not take",
            "plan": "a planned query (coe-plan) answers in prose and does not take"}[kind]
     return ProtocolError(400, f"unsupported parameter {params[0]!r}: {why} {', '.join(params)}; send it to one "
                               "expert (model coe/<expert>) or leave it out", "unsupported_parameter", params[0])
@@ -214,8 +215,9 @@ class Translator:
                 continue
             self.decision = update.get("decision", self.decision)
             if node == "router" and self.headers is None:
-                if self.params and _attr(update.get("route"), "consult"):
-                    raise refused_parameters("fanout", self.params)
+                tools = [param for param in self.params if param == "tools"]
+                if tools and _attr(update.get("route"), "consult"):
+                    raise refused_parameters("fanout", tools)
                 decision = update["decision"]
                 self.headers = {"x-coe-expert": decision.expert, "x-coe-task": decision.task,
                                 "x-coe-fallbacks": ",".join(decision.fallbacks)}
