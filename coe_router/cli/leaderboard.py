@@ -57,6 +57,7 @@ def _leaderboard_build(args: argparse.Namespace) -> int:
         parse_counts,
         write_leaderboard,
     )
+    from coe_router.evaluation.long_format import read_long
     from coe_router.evaluation.outcomes import read_outcomes, read_prices
 
     prices = read_prices(args.prices) if args.prices else None
@@ -67,7 +68,11 @@ def _leaderboard_build(args: argparse.Namespace) -> int:
         if not args.outcomes:
             raise ValueError("give --outcomes correctness.csv (optionally with --questions) or --table leaderboard.csv")
         outcomes = read_outcomes(args.outcomes, args.questions)
-        board = build_leaderboard(outcomes, prices=prices, models=split_list(args.models), missing=args.missing,
+        missing = args.missing
+        for journal in args.feedback or []:   # served feedback: one expert per row, so cells are partial
+            outcomes = outcomes.extended(read_long(journal))
+            missing = "per-model"
+        board = build_leaderboard(outcomes, prices=prices, models=split_list(args.models), missing=missing,
                                   source=str(args.outcomes))
     write_leaderboard(board, args.out)
     if args.json:
@@ -113,6 +118,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     build.add_argument("--prices", type=Path, help="model -> price per 1M tokens (JSON or CSV); breaks ties")
     build.add_argument("--missing", choices=["drop", "zero", "per-model"], default="drop",
                        help="not-evaluated cells: drop the question (default), count as wrong, or per-model N_i")
+    build.add_argument("--feedback", type=Path, action="append",
+                       help="journal of served feedback (long format, router.feedback); counted per model")
     build.add_argument("--out", type=Path, required=True)
     build.add_argument("--json", action="store_true")
     build.set_defaults(run=_leaderboard_build)

@@ -14,6 +14,7 @@ def served_from_config(config, encoder=None, progress: bool = True):
     from coe_router.builder import build_graph, needs_examples, open_example_store
     from coe_router.models.factory import build_models, used_models
     from coe_router.persistence import open_async_checkpointer
+    from coe_router.routing.feedback import FeedbackRecorder
     from coe_router.routing.task_map import expert_prices
     from coe_router.serve.menu import Served
 
@@ -29,7 +30,9 @@ def served_from_config(config, encoder=None, progress: bool = True):
             parts = {"models": models, "store": store, "encoder": encoder, "checkpointer": checkpointer}
             graph = build_graph(config, **parts)
             plan = graph if config.mode == "plan" else build_graph(plan_config, **parts) if plan_config else None
-            yield Served(graph=graph, plan_graph=plan, prices=expert_prices(config))
+            journal = config.resolve_path(config.router.feedback) if config.router.feedback else None
+            yield Served(graph=graph, plan_graph=plan, prices=expert_prices(config),
+                         feedback=FeedbackRecorder(graph, journal))
 
     return served
 

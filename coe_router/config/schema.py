@@ -207,6 +207,7 @@ class RouterSpec(_Strict):
     outcomes: str | None = None
     questions: str | None = None
     knn: KnnRouterParams = KnnRouterParams()
+    feedback: str | None = Field(None, description="journal of served feedback (long outcomes format, JSONL)")
 
     @model_validator(mode="after")
     def _memory(self) -> "RouterSpec":

@@ -67,6 +67,21 @@ class Outcomes:
     def n(self) -> int:
         return len(self.ids)
 
+    def extended(self, other: "Outcomes") -> "Outcomes":
+        """These questions followed by `other`'s (e.g. served feedback), over the union of the models; a model a
+        side lacks is a missing cell there. Costs and flags are dropped unless both sides carry them."""
+        models = list(dict.fromkeys([*self.models, *other.models]))
+
+        def widen(part: Outcomes) -> np.ndarray:
+            wide = np.full((part.n, len(models)), np.nan)
+            wide[:, [models.index(m) for m in part.models]] = part.scores
+            return wide
+
+        return Outcomes(ids=[*self.ids, *other.ids],
+                        categories=np.concatenate([self.categories, other.categories]).astype(object),
+                        questions=[*self.questions, *other.questions], models=models,
+                        scores=np.vstack([widen(self), widen(other)]))
+
     @property
     def tasks(self) -> list[str]:
         """Task labels in first-seen order (stable across runs, unlike a set)."""

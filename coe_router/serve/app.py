@@ -41,6 +41,7 @@ from coe_router.inputs import check_query
 from coe_router.models.sampling import SAMPLING_PARAMS
 from coe_router.nodes.router import review_error
 from coe_router.redact import redact
+from coe_router.routing.feedback import FeedbackError
 from coe_router.serve.auth import authorized, needs_token
 from coe_router.serve.menu import Served
 from coe_router.serve.protocol import ChatRequest, ProtocolError, completion, dumps, new_completion_id
@@ -170,6 +171,20 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         except Exception as exc:  # noqa: BLE001 - mapped to a status that says whose fault it is
             return error_response(*error_status(exc), getattr(exc, "param", None))
 
+    @app.post("/v1/feedback")
+    async def feedback(body: Annotated[Any, Body()]):
+        """A score on a served answer: {"id": "<completion id>", "score": 0..1}; it becomes a recorded outcome."""
+        try:
+            if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+                raise ProtocolError(400, 'feedback needs {"id": "<completion id>", "score": <0..1>}', "invalid_body")
+            answer = app.state.served.feedback.record(body["id"], body.get("score"))
+        except FeedbackError as exc:
+            status = 404 if "no served answer" in str(exc) else 400
+            return error_response(status, str(exc), "feedback_refused", "id" if status == 404 else "score")
+        except Exception as exc:  # noqa: BLE001
+            return error_response(*error_status(exc))
+        return {"id": body["id"], "expert": answer.expert, "task": answer.task, "score": float(body["score"])}
+
     @app.post("/v1/threads/{thread_id}/resume")
     async def resume(thread_id: str, answer: Annotated[Any, Body()]):
         try:
@@ -247,7 +262,13 @@ async def _chat(served: Served, request: ChatRequest, max_query_chars: int, dead
     thread_id = uuid.uuid4().hex
     watch = RequestWatch()
     config = _run_config(request.model, thread_id, watch)
-    translator = Translator(thread_id, new_completion_id(), request.model, params, served.model_of)
+    query = next(m.text for m in reversed(inputs["messages"]) if m.type == "human")
+    completion_id = new_completion_id()
+
+    def remember(decision) -> None:  # a served answer may get feedback (POST /v1/feedback)
+        served.feedback.served(completion_id, query, decision.task, decision.expert)
+
+    translator = Translator(thread_id, completion_id, request.model, params, served.model_of, remember)
     if request.stream:
         events = GraphEvents(graph, inputs, config, context or None, modes=["updates", "messages"],
                              deadline_s=deadline_s, idle_s=idle_s, watch=watch)
@@ -257,7 +278,9 @@ async def _chat(served: Served, request: ChatRequest, max_query_chars: int, dead
     events = GraphEvents(graph, inputs, config, context or None, modes=["updates", "values"], deadline_s=deadline_s,
                          watch=watch)
     result = await _unless_disconnected(http, run_to_end(events, translator), watch)
-    return _answer(result, thread_id, translator.completion_id, request.model, watch.usage())
+    response = _answer(result, thread_id, translator.completion_id, request.model, watch.usage())
+    remember(result["decision"])
+    return response
 
 
 def _answer(result: dict, thread_id: str, completion_id: str, request_model: str, usage: dict) -> JSONResponse:

@@ -28,6 +28,13 @@ class Served:
     graph: Pregel
     plan_graph: Pregel | None = None
     prices: dict[str, float] = field(default_factory=dict)
+    feedback: Any = None  # a FeedbackRecorder; one without a journal when not given
+
+    def __post_init__(self) -> None:
+        if self.feedback is None:
+            from coe_router.routing.feedback import FeedbackRecorder
+
+            self.feedback = FeedbackRecorder(self.graph)
 
     @property
     def experts(self) -> list[str]:

@@ -189,9 +189,10 @@ class Translator:
     names an expert's model, the `model` of a stream's chunks once that expert's first token is known."""
 
     def __init__(self, thread_id: str, completion_id: str, model: str, params: list[str],
-                 model_of: Callable[[str], str | None] = lambda expert: None):
+                 model_of: Callable[[str], str | None] = lambda expert: None,
+                 on_answer: Callable[[Any], None] = lambda decision: None):
         self.thread_id, self.completion_id, self.model, self.params = thread_id, completion_id, model, params
-        self.model_of = model_of
+        self.model_of, self.on_answer = model_of, on_answer
         self.headers: dict[str, str] | None = None
         self.decision = None
         self.final: AIMessage | None = None
@@ -264,6 +265,8 @@ class Translator:
         routing decision, the usage when asked for, and [DONE]."""
         out = []
         final = self.final if isinstance(self.final, AIMessage) else None
+        if final is not None and self.decision is not None:
+            self.on_answer(self.decision)
         if final is not None and not self.streamed:
             delta: dict[str, Any] = {"content": final.text}
             if final.tool_calls:

@@ -134,3 +134,22 @@ def test_feedback_moves_the_task_map_without_retraining(config, store):
     recorder.record("c1", 1.0)
     assert pool.task_map.accuracy["math"]["mathematician"] == 0.5
     assert board_graph.invoke({"query": "solve the equation 2x = 4"})["decision"].expert == "generalist"
+
+
+def test_leaderboard_build_includes_the_feedback_journal(tmp_path, store, capsys):
+    from coe_router.cli.main import main
+    from coe_router.routing.feedback import FeedbackRecorder
+
+    graph = build_graph(knn_config(tmp_path), models=fakes(), store=store, encoder=BagOfWordsEncoder())
+    recorder = FeedbackRecorder(graph, journal=tmp_path / "feedback.jsonl")
+    for n in range(300):
+        recorder.served(f"f{n}", f"a history question number {n}", "history", "coder")
+        recorder.record(f"f{n}", 1.0)
+    base = ["leaderboard", "build", "--outcomes", str(tmp_path / "train.csv"), "--json"]
+    assert main([*base, "--out", str(tmp_path / "before.json")]) == 0
+    assert main([*base, "--feedback", str(tmp_path / "feedback.jsonl"), "--out", str(tmp_path / "after.json")]) == 0
+    before = json.loads((tmp_path / "before.json").read_text())
+    after = json.loads((tmp_path / "after.json").read_text())
+    assert after["count"]["history"]["coder"] == before["count"]["history"]["coder"] + 300
+    assert after["accuracy"]["history"]["coder"] > before["accuracy"]["history"]["coder"]
+    assert after["best"]["history"] == "coder" != before["best"]["history"]

@@ -206,3 +206,22 @@ def test_a_client_that_leaves_cancels_the_rest_of_its_run(serve, stream):
     assert fallback.seen == []
     assert ask(client).json()["choices"][0]["message"]["content"] == "fallback answer"  # the service still serves
     assert len(fallback.seen) == 1
+
+
+def test_feedback_on_a_served_answer_changes_the_next_route_and_a_wrong_id_is_refused(serve):
+    client = serve()
+    first = ask(client, "solve the equation 2x = 10")
+    assert first.headers["x-coe-expert"] == "mathematician"
+    # the mathematician's answer to a math question is judged wrong, the generalist's right
+    wrong = first.json()
+    assert client.post("/v1/feedback", json={"id": wrong["id"], "score": 0}).json()["expert"] == "mathematician"
+    right = ask(client, "solve the equation 2x = 10", model="coe/generalist").json()
+    assert client.post("/v1/feedback", json={"id": right["id"], "score": 1.0}).status_code == 200
+    assert ask(client, "solve the equation 2x = 10").headers["x-coe-expert"] == "generalist"
+    refused = client.post("/v1/feedback", json={"id": "chatcmpl-never-served", "score": 1})
+    assert refused.status_code == 404 and refused.json()["error"]["code"] == "feedback_refused"
+    bad = client.post("/v1/feedback", json={"id": wrong["id"], "score": 3})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "score"
+    streamed = ask(client, "solve the equation 2x = 10", stream=True)
+    completion_id = events(streamed)[0]["id"]
+    assert client.post("/v1/feedback", json={"id": completion_id, "score": 1}).status_code == 200
