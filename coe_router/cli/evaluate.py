@@ -47,6 +47,17 @@ def _plot(name: str, *args, **kwargs) -> bool:
     return True
 
 
+def _plot_then_json(out, plot: tuple, title: str, as_json: bool, report) -> int | None:
+    """Draw `plot` (name, *args) into `out` when asked, print `report` as JSON when asked: the exit code when the
+    command is done (2: the plot failed), None when the caller prints its text form."""
+    if out and not _plot(*plot, out, title=title):
+        return 2
+    if as_json:
+        print_json(report.model_dump())
+        return 0
+    return None
+
+
 def _split(args: argparse.Namespace) -> int:
     from coe_router.evaluation.outcomes import read_outcomes
     from coe_router.evaluation.splits import write_split
@@ -142,12 +153,10 @@ def _eval_classifier(args: argparse.Namespace) -> int:
     retrieved = retrieve(train_vectors, train.categories, test_vectors, k, train.questions, train.ids)
     decisions = classify(classifier, test.questions, retrieved, test.options or None, progress=True)
     report = classification_report(test.categories, [d.task for d in decisions], classifier=args.classifier, k=k)
-    if args.plot and not _plot("plot_confusion", report.confusion, report.labels, args.plot,
-                               title=f"{args.classifier} classifier (k={k}), accuracy {report.accuracy:.1f}%"):
-        return 2
-    if args.json:
-        print_json(report.model_dump())
-        return 0
+    done = _plot_then_json(args.plot, ("plot_confusion", report.confusion, report.labels),
+                           f"{args.classifier} classifier (k={k}), accuracy {report.accuracy:.1f}%", args.json, report)
+    if done is not None:
+        return done
     print(f"{args.classifier} classifier, k={k}, n={report.n}: accuracy {report.accuracy:.2f}%  "
           f"macro P/R/F1 {report.macro_precision:.2f}/{report.macro_recall:.2f}/{report.macro_f1:.2f}")
     for task, figures in report.per_class.items():
@@ -269,12 +278,10 @@ def _eval_curve(args: argparse.Namespace) -> int:
         raise ValueError("coe eval curve needs --prices or per-query costs (costs.csv next to the outcomes)")
     unit = unit if bench.test.costs is None else PER_QUERY
     report = cost_curve(bench, costs, unit, weights, routers, samples=args.bootstrap)
-    if args.out and not _plot("plot_curve", report, args.out,
-                              title=f"Quality vs cost ({report.n} test questions, {len(pool)} models)"):
-        return 2
-    if args.json:
-        print_json(report.model_dump())
-        return 0
+    done = _plot_then_json(args.out, ("plot_curve", report),
+                           f"Quality vs cost ({report.n} test questions, {len(pool)} models)", args.json, report)
+    if done is not None:
+        return done
     print(f"{report.n} test questions; cost in {report.cost_unit}; weak {report.weak.model} "
           f"({report.weak.accuracy:.2f}%, {report.weak.cost:.4g}), strong {report.strong.model} "
           f"({report.strong.accuracy:.2f}%, {report.strong.cost:.4g})")

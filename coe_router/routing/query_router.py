@@ -10,7 +10,7 @@ it is a plain kNN router ("simple kNN beats learned routers"). Scores may be gra
 from __future__ import annotations
 
 import threading
-from typing import Literal, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -42,6 +42,20 @@ def price_vector(models: Sequence[str], prices: dict[str, float] | None) -> np.n
     if missing:
         raise ValueError(f"no price for model(s) {missing}")
     return np.array([float(prices[m]) for m in models])
+
+
+class Memory(NamedTuple):
+    """The router's labelled questions: their vectors, each model's score (NaN: not recorded), and what the
+    estimates derive from them. Swapped whole when an outcome is added, so a reader never sees a mix."""
+
+    vectors: np.ndarray
+    scores: np.ndarray
+    filled: np.ndarray  # scores with 0 for missing cells
+    known: np.ndarray  # 1 where a score is recorded
+    task_ids: np.ndarray
+    task_accuracy: np.ndarray
+    global_accuracy: np.ndarray
+    tasks: list[str]
 
 
 class KnnRouterParams(BaseModel):
@@ -98,33 +112,25 @@ class KnnRouter:
         global_accuracy = np.nanmean(scores, axis=0)
         task_accuracy = np.array([_column_means(scores[task_ids == i], global_accuracy)
                                   for i in range(len(self.task_names))])
-        self.memory = (vectors, scores, np.nan_to_num(scores), known.astype(float), task_ids, task_accuracy,
-                       global_accuracy, tasks)
+        self.memory = Memory(vectors, scores, np.nan_to_num(scores), known.astype(float), task_ids, task_accuracy,
+                             global_accuracy, tasks)
 
     @property
     def vectors(self) -> np.ndarray:
-        return self.memory[0]
+        return self.memory.vectors
 
     @property
     def scores(self) -> np.ndarray:
-        return self.memory[1]
-
-    @property
-    def task_ids(self) -> np.ndarray:
-        return self.memory[4]
-
-    @property
-    def task_accuracy(self) -> np.ndarray:
-        return self.memory[5]
+        return self.memory.scores
 
     @property
     def global_accuracy(self) -> np.ndarray:
-        return self.memory[6]
+        return self.memory.global_accuracy
 
     def add_outcome(self, vector: np.ndarray, model: str, score: float, task: str) -> None:
         """Remember one recorded outcome (e.g. feedback on a served answer): the next query near it sees it."""
         with self._lock:
-            vectors, scores, *_, tasks = self.memory
+            vectors, scores, tasks = self.memory.vectors, self.memory.scores, self.memory.tasks
             row = np.full((1, len(self.models)), np.nan)
             row[0, self.models.index(model)] = score
             self._set_memory(np.vstack([vectors, np.asarray(vector, dtype=np.float32)[None, :]]),
@@ -133,7 +139,9 @@ class KnnRouter:
     def expected_scores(self, idx: np.ndarray, sims: np.ndarray, params: KnnRouterParams | None = None) -> np.ndarray:
         """(n, models) estimated score of each model for each query, from precomputed neighbours (best first)."""
         p = params or self.params
-        _, _, filled, known, _, task_accuracy, global_accuracy, _ = self.memory
+        memory = self.memory
+        filled, known, task_accuracy, global_accuracy = memory.filled, memory.known, memory.task_accuracy, \
+            memory.global_accuracy
         k = min(p.k, idx.shape[1])
         weights = neighbour_weights(sims[:, :k], p.weighting, p.temperature)
         local = np.einsum("nk,nkm->nm", weights, filled[idx[:, :k]])
@@ -151,7 +159,7 @@ class KnnRouter:
         k = min(task_k, idx.shape[1])
         weights = np.maximum(sims[:, :k], 0.0) + 1e-12
         votes = np.zeros((idx.shape[0], len(self.task_names)))
-        np.add.at(votes, (np.repeat(np.arange(idx.shape[0]), k), self.task_ids[idx[:, :k]].ravel()), weights.ravel())
+        np.add.at(votes, (np.repeat(np.arange(idx.shape[0]), k), self.memory.task_ids[idx[:, :k]].ravel()), weights.ravel())
         return votes / votes.sum(axis=1, keepdims=True)
 
     def choose(self, expected: np.ndarray, cost_weight: float | None = None) -> np.ndarray:
