@@ -53,6 +53,7 @@ class OpenAIModel(_Strict):
     max_tokens: int = Field(512, gt=0)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0)
+    context_window: int | None = Field(None, gt=0, description="tokens the endpoint's model holds")
     price_per_1m_tokens: float | None = Field(None, ge=0)
 
     @field_validator("base_url")

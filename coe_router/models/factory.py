@@ -13,6 +13,7 @@ from langchain_core.language_models import BaseChatModel
 from coe_router.config import ConfigError, LlamaCppModel, OpenAIModel, RouterConfig
 from coe_router.models.llamacpp import LlamaCppChat, LocalLlama, ModelFileError, gguf_from_package
 from coe_router.redact import register_secret
+from coe_router.routing.context_window import declare_window
 
 
 @functools.lru_cache(maxsize=None)
@@ -46,7 +47,7 @@ def _openai_chat(name: str, spec: OpenAIModel) -> BaseChatModel:
         raise ConfigError(f"models.{name}.api_key_env: environment variable {spec.api_key_env} is not set")
     register_secret(api_key)
     http_client, http_async_client = _shared_http_clients(spec.base_url)
-    return ChatOpenAI(
+    chat = ChatOpenAI(
         model=spec.model,
         base_url=spec.base_url,
         api_key=api_key or "not-needed",
@@ -60,6 +61,9 @@ def _openai_chat(name: str, spec: OpenAIModel) -> BaseChatModel:
         stream_usage=True,  # streamed answers report their tokens too
         name=name,
     )
+    if spec.context_window:
+        declare_window(chat, spec.context_window)
+    return chat
 
 
 def build_models(config: RouterConfig, names: set[str] | None = None) -> dict[str, BaseChatModel]:

@@ -2,7 +2,8 @@
 every expert: a 400 that says so) instead of failing as a 502 that blames the experts.
 
 Local llama.cpp models count exactly with their own tokenizer; other models count only where the config gives
-their window (`context_window`), at a conservative 3 characters per token (no tokenizer download at run time).
+their window (`models.<name>.context_window`), at a conservative 3 characters per token (no tokenizer download
+at run time).
 """
 
 from __future__ import annotations
@@ -28,10 +29,18 @@ class QueryTooLongError(InvalidQueryError):
     """No expert of the route can hold the prompt."""
 
 
+_DECLARED: dict[int, int] = {}
+
+
+def declare_window(model: BaseChatModel, tokens: int) -> None:
+    """Record the context window of an endpoint's model (config `models.<name>.context_window`)."""
+    _DECLARED[id(model)] = tokens
+
+
 def window_of(model: BaseChatModel) -> int | None:
     if isinstance(model, LlamaCppChat):
         return int(model.local.llama.n_ctx())
-    return getattr(model, "context_window", None)
+    return _DECLARED.get(id(model))
 
 
 def answer_budget(model: BaseChatModel, sampling: dict | None) -> int:

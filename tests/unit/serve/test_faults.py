@@ -121,3 +121,13 @@ def test_empty_and_oversized_queries_are_refused(config, store):
     for query in ("", "   \n", "x" * 20_001, "a\x00b"):
         with pytest.raises(InvalidQueryError):
             graph.invoke({"query": query})
+
+
+def test_a_query_too_long_for_every_declared_context_window_is_refused_before_any_call(tmp_path, store):
+    from coe_router import QueryTooLongError
+
+    small = {name: {**spec, "context_window": 64, "max_tokens": 16} for name, spec in CONFIG["models"].items()}
+    config = load_config(write_config(tmp_path, models=small))
+    graph = build_graph(config, store=store)   # real ChatOpenAI experts on a closed port: a call would fail differently
+    with pytest.raises(QueryTooLongError, match="too long for every expert.*context window is 64"):
+        graph.invoke({"query": "solve the equation " + "x + " * 200 + "1 = 2"})
