@@ -162,12 +162,18 @@ class KnnRouter:
         np.add.at(votes, (np.repeat(np.arange(idx.shape[0]), k), self.memory.task_ids[idx[:, :k]].ravel()), weights.ravel())
         return votes / votes.sum(axis=1, keepdims=True)
 
-    def choose(self, expected: np.ndarray, cost_weight: float | None = None) -> np.ndarray:
+    def utilities(self, expected: np.ndarray, cost_weight: float | None = None) -> np.ndarray:
+        """Expected score minus `cost_weight` x price / dearest price (the config's weight when None)."""
         weight = self.params.cost_weight if cost_weight is None else cost_weight
-        utility = expected
-        if weight > 0:
-            utility = expected - weight * (self.prices / self.prices.max())
-        return argmax_with_ties(utility, self.order)
+        if weight <= 0:
+            return expected
+        if self.prices is None:
+            raise ValueError("cost_weight: the query-level router needs a price for every expert it routes "
+                             "(models.<name>.price_per_1m_tokens)")
+        return expected - weight * (self.prices / self.prices.max())
+
+    def choose(self, expected: np.ndarray, cost_weight: float | None = None) -> np.ndarray:
+        return argmax_with_ties(self.utilities(expected, cost_weight), self.order)
 
     def neighbours(self, vectors: np.ndarray, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         return top_k(np.asarray(vectors, dtype=np.float32), self.vectors,
@@ -223,14 +229,11 @@ class LiveQueryRouter:
         vector = np.asarray(self.encoder.encode([query]), dtype=np.float32)[0]
         idx, sims = self.knn.neighbours(vector[None, :])
         expected = self.knn.expected_scores(idx, sims)
-        weight = self.knn.params.cost_weight if cost_weight is None else cost_weight
-        if weight > 0 and self.knn.prices is None:
-            raise ValueError("cost_weight: the query-level router needs a price for every expert it routes "
-                             "(models.<name>.price_per_1m_tokens)")
-        utility = expected[0] - (weight * self.knn.prices / self.knn.prices.max() if weight > 0 else 0.0)
-        best = int(self.knn.choose(expected, weight)[0])
+        utility = self.knn.utilities(expected, cost_weight)
+        best = int(argmax_with_ties(utility, self.knn.order)[0])
+        place = {model: rank for rank, model in enumerate(self.knn.order.tolist())}
         rest = sorted((i for i in range(len(self.knn.models)) if i != best),
-                      key=lambda i: (-round(float(utility[i]), 9), list(self.knn.order).index(i)))
+                      key=lambda i: (-round(float(utility[0, i]), 9), place[i]))
         ranked = [self.knn.models[i] for i in [best, *rest]]
         return ranked, {m: round(float(v), 4) for m, v in zip(self.knn.models, expected[0])}
 
