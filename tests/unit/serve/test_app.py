@@ -1,23 +1,13 @@
 """The OpenAI-compatible service, called with the official `openai` client over a real socket on 127.0.0.1."""
 
-import socket
-import threading
-import time
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
 from coe_router import build_graph
 from coe_router.serve.app import create_app
 from tests.fakes import FailingChat, ScriptedChat
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def models(**overrides):
@@ -30,27 +20,14 @@ def models(**overrides):
 
 
 @pytest.fixture
-def serve(config, store, monkeypatch):
-    servers = []
-
+def serve(config, store, monkeypatch, run_app):
     def start(model_objects=None, token=None):
         if token:
             monkeypatch.setenv("COE_TEST_TOKEN", token)
         graph = build_graph(config, models=model_objects or models(), store=store)
-        app = create_app(graph, token_env="COE_TEST_TOKEN", max_query_chars=500)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.01)
-        servers.append((server, thread))
-        return f"http://127.0.0.1:{port}"
+        return run_app(create_app(graph, token_env="COE_TEST_TOKEN", max_query_chars=500))
 
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(5)
+    return start
 
 
 def client(url, key="none"):

@@ -5,14 +5,11 @@ deadlines, fan-outs that refuse what they cannot forward, usage over every model
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 import uuid
 
 import httpx
 import pytest
-import uvicorn
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
@@ -22,17 +19,6 @@ from coe_router.serve.protocol import unencodable
 from coe_router.serve.streaming import RequestCancelled, RequestWatch
 from tests.fakes import FailingChat, ScriptedChat
 from tests.unit.conftest import write_config
-
-
-def free_port() -> int:
-    for port in range(27500, 28000):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def scripted(text: str, delay: float = 0.0) -> ScriptedChat:
@@ -49,27 +35,14 @@ def models(**overrides):
 
 
 @pytest.fixture
-def serve(tmp_path, store):
-    servers = []
-
+def serve(tmp_path, store, run_app):
     def start(model_objects=None, deadline_s=30.0, idle_s=30.0, **config_overrides):
-        config = load_config(write_config(tmp_path, **config_overrides)) if config_overrides else \
-            load_config(write_config(tmp_path))
+        config = load_config(write_config(tmp_path, **config_overrides))
         graph = build_graph(config, models=model_objects or models(), store=store)
-        app = create_app(graph, token_env=None, deadline_s=deadline_s, stream_idle_s=idle_s)
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.01)
-        servers.append((server, thread))
-        return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        url = run_app(create_app(graph, token_env=None, deadline_s=deadline_s, stream_idle_s=idle_s))
+        return httpx.Client(base_url=url, timeout=30)
 
-    yield start
-    for server, thread in servers:
-        server.should_exit = True
-        thread.join(5)
+    return start
 
 
 def ask(client, content="solve the equation 2x = 10", model="coe", **extra):
