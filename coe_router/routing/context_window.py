@@ -9,6 +9,7 @@ at run time).
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Sequence
 
 from langchain_core.language_models import BaseChatModel
@@ -29,18 +30,20 @@ class QueryTooLongError(InvalidQueryError):
     """No expert of the route can hold the prompt."""
 
 
-_DECLARED: dict[int, int] = {}
+_DECLARED: dict[int, tuple[weakref.ref, int]] = {}
 
 
 def declare_window(model: BaseChatModel, tokens: int) -> None:
     """Record the context window of an endpoint's model (config `models.<name>.context_window`)."""
-    _DECLARED[id(model)] = tokens
+    _DECLARED[id(model)] = (weakref.ref(model), tokens)
 
 
 def window_of(model: BaseChatModel) -> int | None:
     if isinstance(model, LlamaCppChat):
         return int(model.local.llama.n_ctx())
-    return _DECLARED.get(id(model))
+    declared = _DECLARED.get(id(model))
+    # the id of a model that is gone may be reused by another object: only the declared object itself counts
+    return declared[1] if declared is not None and declared[0]() is model else None
 
 
 def answer_budget(model: BaseChatModel, sampling: dict | None) -> int:
