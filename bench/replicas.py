@@ -30,21 +30,15 @@ from typing import Iterator
 
 import yaml
 
-PORTS = range(29000, 30000)
 QUIET_ENV = {"ANONYMIZED_TELEMETRY": "False", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
              "TOKENIZERS_PARALLELISM": "false", "LANGGRAPH_NO_VERSION_CHECK": "true"}
 
 
 def free_port() -> int:
-    """A free TCP port on 127.0.0.1 in 29000-29999."""
-    for port in random.sample(PORTS, 200):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 29000-29999")
+    """A port on 127.0.0.1 the system has just handed out (free when the caller binds it a moment later)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def _tail(path: Path, chars: int = 3000) -> str:
