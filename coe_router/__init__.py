@@ -10,12 +10,22 @@
 from coe_router.builder import build_graph, task_map_from_config
 from coe_router.chat_model import CoERouterChatModel
 from coe_router.config import ConfigError, RouterConfig, load_config
-from coe_router.errors import ExpertsFailedError, QueryTooLongError, ToolsUnsupportedError
+from coe_router.errors import (
+    AnswerInterruptedError,
+    ExpertsFailedError,
+    ExpertsUnavailableError,
+    QueryTooLongError,
+    ToolsUnsupportedError,
+    TruncatedAnswerError,
+)
 from coe_router.schema import RetrievedExample, Route, RoutingDecision, TaskDecision
 
 __all__ = [
+    "AnswerInterruptedError",
     "CoERouterChatModel",
     "ExpertsFailedError",
+    "ExpertsUnavailableError",
+    "TruncatedAnswerError",
     "QueryTooLongError",
     "ToolsUnsupportedError",
     "ConfigError",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
-from coe_router.config import ConfigError, RouterConfig, load_config
+from coe_router.config import ConfigError, OpenAIModel, RouterConfig, load_config
 from coe_router.graphs.two_stage import build_two_stage_graph
 from coe_router.models.factory import build_models, used_models
 from coe_router.persistence import checkpointer_from_config
@@ -19,10 +20,12 @@ from coe_router.retrieval.store import (
     chroma_collection,
     read_examples,
 )
+from coe_router.routing.breaker import Breakers, BreakerSettings
 from coe_router.routing.classifiers import TaskClassifier, build_classifier
 from coe_router.routing.pool import ExpertPool
 from coe_router.routing.query_router import KnnRouter, LiveQueryRouter
 from coe_router.routing.task_map import expert_prices, task_map_from_config
+from coe_router.routing.time_budget import AttemptPolicy
 
 
 def needs_examples(config: RouterConfig) -> bool:
@@ -100,6 +103,13 @@ def build_graph(
         raise (ConfigError(f"{source}: {exc}") if source and not str(exc).startswith(source) else exc) from None
 
 
+def attempt_policies(config: RouterConfig) -> dict[str, AttemptPolicy]:
+    """Each model's time budget and retries. In-process llama.cpp models cannot hang on a network: unbounded."""
+    return {name: AttemptPolicy(spec.timeout_s, spec.answer_timeout_s, spec.max_retries)
+            if isinstance(spec, OpenAIModel) else AttemptPolicy(math.inf, math.inf, 0)
+            for name, spec in config.models.items()}
+
+
 def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpointer, progress: bool):
     """build_graph's work; every part not given is built from the config."""
     if models is None:
@@ -113,7 +123,9 @@ def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpoi
             threshold=spec.threshold, use_examples=spec.use_examples, min_confidence=spec.min_confidence,
             rules=spec.rules,
         )
-    pool = ExpertPool(config.experts, models, task_map_from_config(config))
+    pool = ExpertPool(config.experts, models, task_map_from_config(config), policies=attempt_policies(config),
+                      breakers=Breakers({name: BreakerSettings(spec.allowed_fails, spec.cooldown_s)
+                                         for name, spec in config.models.items()}))
     synthesizer_name = config.planner.synthesizer_model or config.planner.model
     synthesizer = models.get(synthesizer_name) if synthesizer_name else None
     if checkpointer is None:

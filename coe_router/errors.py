@@ -2,9 +2,9 @@
 
 from coe_router.graphs.context import InvalidContextError
 from coe_router.inputs import InvalidQueryError
-from coe_router.nodes.expert import ExpertsFailedError
 from coe_router.routing.context_window import QueryTooLongError
-from coe_router.routing.expert_call import ToolsUnsupportedError
+from coe_router.routing.expert_call import ToolsUnsupportedError, TruncatedAnswerError
+from coe_router.routing.fallback import AnswerInterruptedError, ExpertsFailedError, ExpertsUnavailableError
 
-__all__ = ["ExpertsFailedError", "InvalidContextError", "InvalidQueryError", "QueryTooLongError",
-           "ToolsUnsupportedError"]
+__all__ = ["AnswerInterruptedError", "ExpertsFailedError", "ExpertsUnavailableError", "InvalidContextError",
+           "InvalidQueryError", "QueryTooLongError", "ToolsUnsupportedError", "TruncatedAnswerError"]

@@ -29,6 +29,18 @@ POSTGRES_POOL_SIZE = 8
 CONNECT_TIMEOUT_S = 15.0
 
 
+PERSISTENCE_MODULES = ("psycopg", "psycopg_pool", "sqlite3", "aiosqlite")
+
+
+def is_persistence_outage(exc: BaseException) -> bool:
+    """A failure of the checkpoint database itself (Postgres down, pool exhausted, SQLite unwritable), which is
+    nobody's request's fault and passes once the database is back (the pools reconnect by themselves)."""
+    return any(kind.__module__.split(".")[0] in PERSISTENCE_MODULES and issubclass(kind, Exception)
+               and kind.__name__ in ("OperationalError", "PoolTimeout", "InterfaceError", "DatabaseError",
+                                     "PoolClosed", "TooManyRequests", "ConnectionTimeout")
+               for kind in type(exc).__mro__)
+
+
 def checkpoint_serializer() -> JsonPlusSerializer:
     """LangGraph's serializer with the router's state types allowed by name, so checkpoints load them without
     the "unregistered type" warning today and keep loading when LangGraph blocks unlisted types."""

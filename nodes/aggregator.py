@@ -17,7 +17,7 @@ from langchain_core.runnables import RunnableConfig
 from coe_router.graphs.state import RouterState, read
 from coe_router.models.sampling import with_sampling
 from coe_router.prompts.aggregator import format_refine_prompt
-from coe_router.routing.expert_call import ANSWER_TAG
+from coe_router.routing.expert_call import ANSWER_TAG, stream_reply
 from coe_router.routing.reply import answer_message
 from coe_router.schema import Consultation
 from coe_router.tracing.annotations import annotate_router_run
@@ -47,8 +47,9 @@ def make_aggregator_node(synthesizer: BaseChatModel | None) -> Callable[[RouterS
             text, choice, how = winner.answer, winner.choice, f"vote {share}/{len(with_choice)}"
         elif synthesizer is not None and len(answered) > 1:
             prompt = format_refine_prompt(state["query"], [(c.expert, c.answer) for c in answered])
-            reply = with_sampling(synthesizer, state.get("sampling")).invoke([HumanMessage(prompt)], config={
-                "run_name": "aggregator", "tags": ["coe:aggregator", ANSWER_TAG], "metadata": {"role": "aggregator"}})
+            reply = stream_reply(with_sampling(synthesizer, state.get("sampling")), synthesizer, [HumanMessage(prompt)],
+                                 {"run_name": "aggregator", "tags": ["coe:aggregator", ANSWER_TAG],
+                                  "metadata": {"role": "aggregator"}})
             winner, choice, how = answered[0], None, "refine"
             text = reply.text
         else:

@@ -1,38 +1,27 @@
-"""Expert node: asks the routed expert, walking the fallback chain when one fails, and records what happened."""
+"""Expert node: asks the routed expert, walking the fallback chain when one fails, and records what happened.
+
+The chain is walked by `routing/fallback.RouteWalk` (time budgets, circuit breakers, retries, the stream rule);
+the node has a sync and an async body so that in an async run (the service) a hung expert holds a socket on the
+event loop, never one of the threads that every other request needs.
+"""
 
 from __future__ import annotations
 
-from typing import Callable
+import asyncio
+import time
 
 from langchain_core.runnables import RunnableConfig
 
 from coe_router.graphs.state import RouterState, read
-from coe_router.redact import redact
-from coe_router.routing.context_window import ContextWindowError, QueryTooLongError
-from coe_router.routing.expert_call import ToolsUnsupportedError, ask_expert, with_context
+from coe_router.routing.expert_call import ask_expert, aask_expert, with_context
+from coe_router.routing.fallback import ExpertsFailedError, RouteWalk, no_expert_could, walk_result
 from coe_router.routing.pool import ExpertPool
 from coe_router.routing.reply import answer_message
 from coe_router.tracing.annotations import annotate_router_run
 
+from ._both import sync_and_async
 
-class ExpertsFailedError(RuntimeError):
-    """Every expert on the route failed; `errors` maps each expert tried to why."""
-
-    def __init__(self, errors: dict[str, str]):
-        self.errors = errors
-        tried = "; ".join(f"{name}: {why}" for name, why in errors.items())
-        super().__init__(f"all {len(errors)} experts failed: {tried}")
-
-
-def no_expert_could(failures: dict[str, Exception]) -> Exception:
-    """The error for a route on which every expert failed: the request's own fault when every expert refused it
-    for the same reason (too long for every context window, tools none can call), else the experts'."""
-    errors = {name: redact(f"{type(exc).__name__}: {exc}") for name, exc in failures.items()}
-    if failures and all(isinstance(exc, ContextWindowError) for exc in failures.values()):
-        return QueryTooLongError("the query is too long for every expert: " + "; ".join(map(str, failures.values())))
-    if failures and all(isinstance(exc, ToolsUnsupportedError) for exc in failures.values()):
-        return ToolsUnsupportedError("no expert on the route can call tools: " + "; ".join(map(str, failures.values())))
-    return ExpertsFailedError(errors)
+__all__ = ["ExpertsFailedError", "make_expert_node", "no_expert_could"]
 
 
 def _trace_metadata(decision, errors: dict[str, str]) -> dict:
@@ -48,27 +37,53 @@ def _trace_metadata(decision, errors: dict[str, str]) -> dict:
     }
 
 
-def make_expert_node(pool: ExpertPool) -> Callable[[RouterState, RunnableConfig], dict]:
-    def expert(state: RouterState, config: RunnableConfig) -> dict:
+def make_expert_node(pool: ExpertPool):
+    def start(state: RouterState, config: RunnableConfig):
         route, decision = read(state, "route"), read(state, "decision")
+        walk = RouteWalk(pool, [route.expert, *route.fallbacks], config)
         question = with_context(state["query"], state.get("context"))
-        errors: dict[str, str] = {}
-        failures: dict[str, Exception] = {}
-        for name in [route.expert, *route.fallbacks]:
-            try:
-                spec, model = pool.expert(name)
-                answer = ask_expert(name, spec, model, question, state.get("options"), decision.task,
-                                    _trace_metadata(decision, errors), conversation=state.get("messages") or [],
-                                    tools=state.get("tools"), tool_choice=state.get("tool_choice"),
-                                    sampling=state.get("sampling"), answer_path=True)
-            except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
-                errors[name] = redact(f"{type(exc).__name__}: {exc}")
-                failures[name] = exc
-                continue
-            final = decision.model_copy(update={"expert": name, "tried": [*errors, name], "errors": errors})
-            annotate_router_run(config, final)
-            return {"answer": answer.text, "choice": answer.choice, "decision": final,
-                    "messages": [answer_message(answer.text, final, answer.message)]}
-        raise no_expert_could(failures)
 
-    return expert
+        def request(attempt) -> tuple[tuple, dict]:
+            args = (attempt.expert, attempt.spec, attempt.model, question, state.get("options"), decision.task,
+                    _trace_metadata(decision, walk.errors))
+            return args, {"conversation": state.get("messages") or [], "tools": state.get("tools"),
+                          "tool_choice": state.get("tool_choice"), "sampling": state.get("sampling"),
+                          "answer_path": True, "attempt": attempt}
+
+        return walk, decision, request
+
+    def done(walk, decision, attempt, answer, config) -> dict:
+        final = decision.model_copy(update=walk_result(walk, attempt))
+        annotate_router_run(config, final)
+        return {"answer": answer.text, "choice": answer.choice, "decision": final,
+                "messages": [answer_message(answer.text, final, answer.message)]}
+
+    def expert(state: RouterState, config: RunnableConfig) -> dict:
+        walk, decision, request = start(state, config)
+        while (attempt := walk.next()) is not None:
+            args, kwargs = request(attempt)
+            try:
+                answer = ask_expert(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
+                if (wait := walk.failed(attempt, exc)) is not None:
+                    time.sleep(wait)
+                continue
+            walk.succeeded(attempt)
+            return done(walk, decision, attempt, answer, config)
+        raise walk.error()
+
+    async def aexpert(state: RouterState, config: RunnableConfig) -> dict:
+        walk, decision, request = start(state, config)
+        while (attempt := walk.next()) is not None:
+            args, kwargs = request(attempt)
+            try:
+                answer = await aask_expert(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
+                if (wait := walk.failed(attempt, exc)) is not None:
+                    await asyncio.sleep(wait)
+                continue
+            walk.succeeded(attempt)
+            return done(walk, decision, attempt, answer, config)
+        raise walk.error()
+
+    return sync_and_async("expert", expert, aexpert)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from typing import Callable
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
@@ -13,26 +12,37 @@ from coe_router.graphs.state import PlanState, read
 from coe_router.prompts.planner import format_steps
 from coe_router.schema import Step
 
+from ._both import sync_and_async
 
-def make_step_node(step_graph) -> Callable[[PlanState, RunnableConfig, Runtime[RouterContext]], dict]:
+
+def make_step_node(step_graph):
     """Each step runs the single-shot graph with this run's context (a pinned expert or task applies to every
     step); steps never bind the caller's tools: a plan's steps answer in prose."""
 
-    def step(state: PlanState, config: RunnableConfig, runtime: Runtime[RouterContext]) -> dict:
+    def inputs(state: PlanState) -> tuple[dict, str]:
         done = read(state, "steps", [])
         subtasks = read(state, "plan").subtasks
         subtask = subtasks[len(done)]
         single = len(subtasks) == 1
-        inputs = {
+        return {
             "query": subtask.text,
             "options": state.get("options") if single else None,
             "context": format_steps([(s.text, s.output) for s in done]) if done else None,
             "task_hint": subtask.task,
-        }
-        result = step_graph.invoke(inputs, config, context=runtime.context)
+        }, subtask.text
+
+    def recorded(state: PlanState, text: str, result: dict) -> dict:
         decision = result["decision"]
-        record = Step(text=subtask.text, task=decision.task, expert=decision.expert, output=result["answer"])
-        return {"steps": [*done, record], "decision": decision, "answer": result["answer"],
+        record = Step(text=text, task=decision.task, expert=decision.expert, output=result["answer"])
+        return {"steps": [*read(state, "steps", []), record], "decision": decision, "answer": result["answer"],
                 "choice": result.get("choice")}
 
-    return step
+    def step(state: PlanState, config: RunnableConfig, runtime: Runtime[RouterContext]) -> dict:
+        step_inputs, text = inputs(state)
+        return recorded(state, text, step_graph.invoke(step_inputs, config, context=runtime.context))
+
+    async def astep(state: PlanState, config: RunnableConfig, runtime: Runtime[RouterContext]) -> dict:
+        step_inputs, text = inputs(state)
+        return recorded(state, text, await step_graph.ainvoke(step_inputs, config, context=runtime.context))
+
+    return sync_and_async("step", step, astep)

@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig
 
 from coe_router.graphs.state import PlanState, read
 from coe_router.prompts.planner import format_synthesizer_prompt
-from coe_router.routing.expert_call import ANSWER_TAG
+from coe_router.routing.expert_call import ANSWER_TAG, stream_reply
 from coe_router.routing.reply import answer_message
 from coe_router.tracing.annotations import annotate_router_run
 
@@ -24,11 +24,9 @@ def make_synthesizer_node(model: BaseChatModel | None) -> Callable[[PlanState, R
         if len(steps) == 1 or model is None:
             text, choice = steps[-1].output, state.get("choice") if len(steps) == 1 else None
         else:
-            reply = model.invoke(
-                [HumanMessage(format_synthesizer_prompt(state["query"], [(s.text, s.output) for s in steps]))],
-                config={"run_name": "synthesizer", "tags": ["coe:synthesizer", ANSWER_TAG],
-                        "metadata": {"role": "synthesizer"}},
-            )
+            prompt = format_synthesizer_prompt(state["query"], [(s.text, s.output) for s in steps])
+            reply = stream_reply(model, model, [HumanMessage(prompt)], {
+                "run_name": "synthesizer", "tags": ["coe:synthesizer", ANSWER_TAG], "metadata": {"role": "synthesizer"}})
             text, choice = reply.text.strip() or steps[-1].output, None
         annotate_router_run(config, decision)
         return {"answer": text, "choice": choice, "messages": [answer_message(text, decision)]}

@@ -11,6 +11,12 @@ can be overridden for every model at once with `Upstream.force`:
     drip:<s>          answers with one token every <s> seconds, forever (streamed or not)
     status:<code>     that HTTP status with an OpenAI error body that echoes the caller's API key
     close             closes the connection without a response
+    partial:<n>       streams <n> tokens of PARTIAL_TEXT, then closes cleanly with no finish_reason and no [DONE]
+                      (a stream without chunked encoding: the client sees an ordinary end of body)
+    cut:<n>           streams <n> tokens, then drops the connection mid-chunk
+    sse-error:<n>     streams <n> tokens, then an SSE `error` event and the end of the stream
+    trickle:<s>       a complete, valid answer sent one byte every <s> seconds
+    limited:<s>       429 with `Retry-After: <s>`
     slow:<s>          answers normally after <s> seconds
     say:<text>        answers <text>
     echo              answers with the messages it received, as JSON
@@ -41,6 +47,7 @@ PORTS = range(27000, 29000)
 _NEXT_PORT = [27000 + (os.getpid() * 37) % 1500]
 _PORT_LOCK = threading.Lock()
 
+PARTIAL_TEXT = "PARTIAL FLAKY TEXT that never ends"
 PLAN = {"subtasks": [{"text": "compute the integral of x squared", "task": "math"},
                      {"text": "write a python function that returns it", "task": "code"}]}
 DEFAULT_JSON = {"name": "Ada Lovelace", "age": 36}
@@ -195,6 +202,18 @@ class Upstream:
                     "type": "invalid_request_error", "code": "upstream_" + (arg or "500")}})
             elif kind == "drip":
                 self._drip(handler, captured, float(arg or 1.0))
+            elif kind in ("partial", "cut", "sse-error"):
+                self._broken_stream(handler, captured, kind, int(arg or 3))
+            elif kind == "trickle":
+                self._trickle(handler, captured, float(arg or 1.0))
+            elif kind == "limited":
+                data = json.dumps({"error": {"message": "rate limited", "type": "rate_limit", "code": "429"}}).encode()
+                handler.send_response(429)
+                handler.send_header("content-type", "application/json")
+                handler.send_header("retry-after", arg or "1")
+                handler.send_header("content-length", str(len(data)))
+                handler.end_headers()
+                handler.wfile.write(data)
             else:
                 if kind == "slow":
                     time.sleep(float(arg or 1.0))
@@ -296,6 +315,65 @@ class Upstream:
             with self._lock:
                 self.disconnects.append(captured.model)
 
+    def _broken_stream(self, handler, captured: Captured, kind: str, tokens: int) -> None:
+        """A stream that starts well and breaks after `tokens` tokens (see the modes)."""
+        handler.close_connection = True
+        chunked = kind != "partial"
+        handler.send_response(200)
+        handler.send_header("content-type", "text/event-stream")
+        if chunked:
+            handler.send_header("transfer-encoding", "chunked")
+        else:
+            handler.send_header("connection", "close")
+        handler.end_headers()
+        base = {"id": "chatcmpl-broken", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": captured.model}
+
+        def event(body: dict) -> None:
+            data = f"data: {json.dumps(body)}\n\n".encode()
+            if chunked:
+                self._raw(handler, data)
+            else:
+                handler.wfile.write(data)
+                handler.wfile.flush()
+
+        event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+        for word in PARTIAL_TEXT.split()[:tokens]:
+            event({**base, "choices": [{"index": 0, "delta": {"content": word + " "}, "finish_reason": None}]})
+            time.sleep(0.01)
+        if kind == "sse-error":
+            event({"error": {"message": "upstream overloaded mid-stream", "type": "server_error", "code": 500}})
+            self._raw(handler, b"")
+        elif kind == "cut":
+            handler.wfile.write(b"40\r\ndata: {\"id\"")  # half a chunk, then the connection goes
+            handler.wfile.flush()
+        handler.connection.shutdown(socket.SHUT_RDWR)
+
+    def _trickle(self, handler, captured: Captured, every_s: float) -> None:
+        """A correct answer, one byte at a time: per-read timeouts never fire."""
+        handler.close_connection = True
+        stream = bool(captured.body.get("stream"))
+        if stream:
+            base = {"id": "chatcmpl-trickle", "object": "chat.completion.chunk", "created": int(time.time()),
+                    "model": captured.model}
+            data = "".join(f"data: {json.dumps({**base, 'choices': [choice]})}\n\n" for choice in (
+                {"index": 0, "delta": {"role": "assistant", "content": "trickled answer"}, "finish_reason": None},
+                {"index": 0, "delta": {}, "finish_reason": "stop"})) + "data: [DONE]\n\n"
+        else:
+            data = json.dumps({"id": "chatcmpl-trickle", "object": "chat.completion", "created": int(time.time()),
+                               "model": captured.model, "choices": [{"index": 0, "finish_reason": "stop",
+                               "message": {"role": "assistant", "content": "trickled answer"}}]})
+        handler.send_response(200)
+        handler.send_header("content-type", "text/event-stream" if stream else "application/json")
+        handler.send_header("content-length", str(len(data)))
+        handler.end_headers()
+        for byte in data.encode():
+            if self._stop.is_set():
+                return
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(every_s)
+
     def _drip(self, handler, captured: Captured, every_s: float) -> None:
         """One token every `every_s` seconds, never finishing (a stream), or a JSON body that never completes."""
         handler.close_connection = True
@@ -318,8 +396,10 @@ class Upstream:
                 time.sleep(every_s)
 
 
-if __name__ == "__main__":  # a standalone fake for manual checks: python -m tests.service_upstream
-    with Upstream() as server:
+if __name__ == "__main__":  # a standalone fake in its own process: python -m tests.service_upstream [PORT]
+    import sys
+
+    with Upstream(port=int(sys.argv[1]) if len(sys.argv) > 1 else None) as server:
         print(server.url, flush=True)
         threading.Event().wait()
 
@@ -421,3 +501,53 @@ def llama_server(folder: os.PathLike, alias: str = "smollm2"):
     with mock.patch.object(openai_expert, "free_port", free_port), \
             openai_expert.llama_cpp_server(pathlib.Path(folder), alias=alias, timeout_s=120) as url:
         yield url
+
+
+class UpstreamProcess:
+    """The fake upstream in a process of its own, so it can be frozen: `pause()` sends SIGSTOP (the kernel still
+    accepts connections, nothing answers: what a stuck server looks like), `resume()` SIGCONT."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> Self:
+        import pathlib
+        import subprocess
+        import sys
+        import urllib.request
+
+        root = pathlib.Path(__file__).resolve().parent.parent
+        self.process = subprocess.Popen([sys.executable, "-m", "tests.service_upstream", str(self.port)], cwd=root,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/models", timeout=1).read()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the fake upstream process did not start") from None
+                time.sleep(0.1)
+
+    def pause(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        import signal
+
+        self.process.send_signal(signal.SIGCONT)
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
+            self.process.kill()
+            self.process.wait(timeout=10)

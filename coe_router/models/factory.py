@@ -32,11 +32,15 @@ def _local_chat(name: str, spec: LlamaCppModel, config: RouterConfig) -> LlamaCp
 
 
 @functools.lru_cache(maxsize=None)
-def _shared_http_clients(base_url: str | None) -> tuple:
-    """One HTTP connection pool per endpoint, shared by every expert served there (e.g. vLLM multi-LoRA)."""
+def _http_clients(base_url: str | None, model: str) -> tuple:
+    """One HTTP connection pool per served model (a bulkhead: requests stuck on a hung model never take the
+    connections of another), on the transport that bounds each attempt by its time budget (time_budget.py)."""
     import httpx
 
-    return httpx.Client(timeout=None), httpx.AsyncClient(timeout=None)
+    from coe_router.routing.time_budget import AsyncBoundedTransport, BoundedTransport
+
+    return (httpx.Client(timeout=None, transport=BoundedTransport()),
+            httpx.AsyncClient(timeout=None, transport=AsyncBoundedTransport()))
 
 
 def _openai_chat(name: str, spec: OpenAIModel) -> BaseChatModel:
@@ -46,14 +50,14 @@ def _openai_chat(name: str, spec: OpenAIModel) -> BaseChatModel:
     if spec.api_key_env and not api_key:
         raise ConfigError(f"models.{name}.api_key_env: environment variable {spec.api_key_env} is not set")
     register_secret(api_key)
-    http_client, http_async_client = _shared_http_clients(spec.base_url)
+    http_client, http_async_client = _http_clients(spec.base_url, spec.model)
     chat = ChatOpenAI(
         model=spec.model,
         base_url=spec.base_url,
         api_key=api_key or "not-needed",
         temperature=spec.temperature,
-        timeout=spec.timeout_s,
-        max_retries=spec.max_retries,
+        timeout=spec.timeout_s,  # per read: a stall mid-answer; the whole attempt is bounded by its time budget
+        max_retries=0,  # retries are the router's (routing/fallback.py): only while the fallback chain still fits
         # llama.cpp's and some other servers ignore max_completion_tokens; max_tokens in the body works everywhere.
         extra_body={"max_tokens": spec.max_tokens},
         http_client=http_client,

@@ -8,10 +8,20 @@ carry what they know.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Sequence
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    message_chunk_to_message,
+)
+from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict
 
 from coe_router.config import ExpertSpec
@@ -19,6 +29,7 @@ from coe_router.models.sampling import with_sampling
 from coe_router.models.scoring import likelihood_scorer
 from coe_router.prompts.expert import CHOICE_PREFIX, LETTERS, extract_choice, format_expert_prompt, format_options
 from coe_router.routing.context_window import answer_budget, check_fits
+from coe_router.routing.time_budget import attempt_clock
 
 ANSWER_TAG = "coe:answer"
 """Tag of every model call whose tokens are the answer (the expert, the aggregator's refine, the synthesizer), so
@@ -77,15 +88,24 @@ def _with_tools(name: str, spec: ExpertSpec, model: BaseChatModel, tools: list[d
         raise ToolsUnsupportedError(f"expert {name!r} (model {spec.model!r}) cannot call tools") from None
 
 
-def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str, options: Sequence[str] | None,
-               task: str, run_metadata: dict | None = None, *, conversation: Sequence[BaseMessage] = (),
-               tools: list[dict] | None = None, tool_choice: str | dict | None = None,
-               sampling: dict | None = None, answer_path: bool = False) -> ExpertAnswer:
-    """One expert's answer; raises whatever the model raises (the caller decides about fallbacks).
+class TruncatedAnswerError(RuntimeError):
+    """A stream ended without a finish reason (no `finish_reason`, no `[DONE]`): the upstream dropped it
+    mid-answer, so the text is incomplete and is never passed on as an answer."""
 
-    `sampling`: the caller's generation options (models/sampling.py), honoured by every expert kind.
-    `answer_path`: this call's tokens are the answer a stream forwards (tagged `coe:answer`).
-    """
+
+def _declares_finish(model: BaseChatModel) -> bool:
+    """Models whose protocol ends every complete answer with a finish reason (OpenAI-compatible, llama.cpp)."""
+    from langchain_openai.chat_models.base import BaseChatOpenAI
+
+    from coe_router.models.llamacpp import LlamaCppChat
+
+    return isinstance(model, (BaseChatOpenAI, LlamaCppChat))
+
+
+def _prepare(name: str, spec: ExpertSpec, model: BaseChatModel, question: str, options: Sequence[str] | None,
+             task: str, run_metadata: dict | None, conversation: Sequence[BaseMessage], tools: list[dict] | None,
+             tool_choice: str | dict | None, sampling: dict | None, answer_path: bool):
+    """Either the answer itself (multiple choice scored by likelihood) or (chat, messages, config) to stream."""
     tags = ["coe:expert", f"expert:{name}", f"task:{task}", *([ANSWER_TAG] if answer_path else [])]
     config = {
         "run_name": name,
@@ -104,10 +124,87 @@ def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str,
         prompt = question + (f"\n\n{format_options(options)}" if options else "")
     messages = expert_messages(spec, prompt, conversation)
     check_fits(name, model, messages, answer_budget(model, sampling))
-    chat = with_sampling(_with_tools(name, spec, model, tools, tool_choice), sampling)
-    reply = chat.invoke(messages, config=config)
+    return with_sampling(_with_tools(name, spec, model, tools, tool_choice), sampling), messages, config
+
+
+def _add(total: AIMessageChunk | None, piece: BaseMessage, attempt) -> AIMessageChunk:
+    """Sum the streamed chunks; a content or tool-call chunk is a token of the answer (it may be on its way to
+    the caller, and it starts the attempt's answer budget)."""
+    if attempt is not None:
+        attempt.clock.check()
+        if piece.content or getattr(piece, "tool_call_chunks", None):
+            attempt.token()
+    if total is None or not isinstance(piece, AIMessageChunk):  # a model without streaming: its whole message
+        return piece
+    return total + piece
+
+
+def _complete(total: AIMessageChunk | None, model: BaseChatModel) -> AIMessage:
+    """The streamed reply as one message; a stream cut before its finish reason is an error, never an answer."""
+    if total is None:
+        raise EmptyAnswerError("the model returned an empty answer")
+    reply = message_chunk_to_message(total)
+    if _declares_finish(model) and not reply.response_metadata.get("finish_reason"):
+        raise TruncatedAnswerError("the stream ended without a finish reason: the upstream closed it mid-answer")
+    return reply
+
+
+def stream_reply(chat: Runnable, model: BaseChatModel, messages: list[BaseMessage], config: dict,
+                 attempt=None) -> AIMessage:
+    """The model's reply, streamed (so the first token and a proper end are seen) within `attempt`'s budget."""
+    total = None
+    with attempt_clock(attempt.clock) if attempt is not None else contextlib.nullcontext():
+        for piece in chat.stream(messages, config=config):
+            total = _add(total, piece, attempt)
+    return _complete(total, model)
+
+
+async def astream_reply(chat: Runnable, model: BaseChatModel, messages: list[BaseMessage], config: dict,
+                        attempt=None) -> AIMessage:
+    total = None
+    with attempt_clock(attempt.clock) if attempt is not None else contextlib.nullcontext():
+        async for piece in chat.astream(messages, config=config):
+            total = _add(total, piece, attempt)
+    return _complete(total, model)
+
+
+def _answer(reply: AIMessage, options: Sequence[str] | None) -> ExpertAnswer:
     text = reply.text
     if not text.strip() and not getattr(reply, "tool_calls", None):
         raise EmptyAnswerError("the model returned an empty answer")
     return ExpertAnswer(text=text.strip(), choice=extract_choice(text, len(options)) if options else None,
                         message=reply if isinstance(reply, AIMessage) else None)
+
+
+def ask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str, options: Sequence[str] | None,
+               task: str, run_metadata: dict | None = None, *, conversation: Sequence[BaseMessage] = (),
+               tools: list[dict] | None = None, tool_choice: str | dict | None = None,
+               sampling: dict | None = None, answer_path: bool = False, attempt=None) -> ExpertAnswer:
+    """One expert's answer; raises whatever the model raises (the caller decides about fallbacks).
+
+    The answer is always streamed from the model, so an attempt knows when its first token came and whether the
+    stream ended properly (a finish reason); `attempt` (routing/fallback.Attempt) carries its time budget.
+    `sampling`: the caller's generation options (models/sampling.py), honoured by every expert kind.
+    `answer_path`: this call's tokens are the answer a stream forwards (tagged `coe:answer`).
+    """
+    prepared = _prepare(name, spec, model, question, options, task, run_metadata, conversation, tools,
+                        tool_choice, sampling, answer_path)
+    if isinstance(prepared, ExpertAnswer):
+        return prepared
+    chat, messages, config = prepared
+    return _answer(stream_reply(chat, model, messages, config, attempt), options)
+
+
+async def aask_expert(name: str, spec: ExpertSpec, model: BaseChatModel, question: str,
+                      options: Sequence[str] | None, task: str, run_metadata: dict | None = None, *,
+                      conversation: Sequence[BaseMessage] = (), tools: list[dict] | None = None,
+                      tool_choice: str | dict | None = None, sampling: dict | None = None,
+                      answer_path: bool = False, attempt=None) -> ExpertAnswer:
+    """`ask_expert` on the event loop: a hung upstream holds a socket, never a thread. Local scoring, which is
+    CPU work, runs in a worker thread."""
+    prepared = await run_in_executor(None, _prepare, name, spec, model, question, options, task, run_metadata,
+                                     conversation, tools, tool_choice, sampling, answer_path)
+    if isinstance(prepared, ExpertAnswer):
+        return prepared
+    chat, messages, config = prepared
+    return _answer(await astream_reply(chat, model, messages, config, attempt), options)

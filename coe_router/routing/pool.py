@@ -13,7 +13,9 @@ from typing import Iterable
 from langchain_core.language_models import BaseChatModel
 
 from coe_router.config import ExpertSpec
+from coe_router.routing.breaker import Breakers
 from coe_router.routing.task_map import TaskMap
+from coe_router.routing.time_budget import AttemptPolicy
 
 
 class UnknownExpertError(KeyError):
@@ -24,10 +26,18 @@ class UnknownExpertError(KeyError):
 
 
 class ExpertPool:
-    def __init__(self, experts: dict[str, ExpertSpec], models: dict[str, BaseChatModel], task_map: TaskMap):
+    def __init__(self, experts: dict[str, ExpertSpec], models: dict[str, BaseChatModel], task_map: TaskMap, *,
+                 policies: dict[str, AttemptPolicy] | None = None, breakers: Breakers | None = None):
+        """`policies`: each model's time budget and retries (default AttemptPolicy()); `breakers`: the circuit
+        breakers of the models, kept for the life of the pool."""
         self._lock = threading.RLock()
         self._experts = {name: (spec, models[spec.model]) for name, spec in experts.items()}
         self._task_map = task_map
+        self._policies = dict(policies or {})
+        self.breakers = breakers or Breakers()
+
+    def policy(self, model: str) -> AttemptPolicy:
+        return self._policies.get(model, AttemptPolicy())
 
     @property
     def task_map(self) -> TaskMap:

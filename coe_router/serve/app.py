@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import os
 import uuid
 from collections.abc import Callable
@@ -31,7 +33,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coe_router.defaults import MAX_QUERY_CHARS, ROUTER_TAG, RUN_NAME
 from coe_router.errors import (
+    AnswerInterruptedError,
     ExpertsFailedError,
+    ExpertsUnavailableError,
     InvalidContextError,
     InvalidQueryError,
     QueryTooLongError,
@@ -40,6 +44,7 @@ from coe_router.errors import (
 from coe_router.inputs import check_query
 from coe_router.models.sampling import SAMPLING_PARAMS
 from coe_router.nodes.router import review_error
+from coe_router.persistence import is_persistence_outage
 from coe_router.redact import redact
 from coe_router.routing.feedback import FeedbackError
 from coe_router.serve.auth import authorized, needs_token
@@ -58,6 +63,8 @@ from coe_router.serve.streaming import (
 )
 
 ServedFactory = Callable[[], AsyncContextManager[Served]]
+PERSISTENCE_RETRY_AFTER_S = 5
+log = logging.getLogger("coe_router.serve")
 
 
 def error_status(exc: BaseException) -> tuple[int, str, str]:
@@ -72,6 +79,10 @@ def error_status(exc: BaseException) -> tuple[int, str, str]:
         return 400, redact(str(exc).splitlines()[0] if isinstance(exc, ValidationError) else str(exc)), "invalid_parameter"
     if isinstance(exc, ToolsUnsupportedError):
         return 400, str(exc), "unsupported_parameter"
+    if isinstance(exc, AnswerInterruptedError):
+        return 502, redact(str(exc)), "expert_interrupted"
+    if isinstance(exc, ExpertsUnavailableError):
+        return 503, redact(str(exc)), "experts_unavailable"
     if isinstance(exc, ExpertsFailedError):
         return 502, redact(str(exc)), "experts_failed"
     if isinstance(exc, StreamIdleError):
@@ -80,7 +91,27 @@ def error_status(exc: BaseException) -> tuple[int, str, str]:
         return 504, str(exc) or "the request took longer than its deadline", "deadline_exceeded"
     if isinstance(exc, RequestCancelled):
         return 499, str(exc), "cancelled"
+    if is_persistence_outage(exc):
+        return 503, redact(f"the thread store is unavailable ({type(exc).__name__}); retry shortly"), \
+            "persistence_unavailable"
     return 500, redact(f"internal error: {type(exc).__name__}: {exc}"), "internal_error"
+
+
+def failure_response(exc: BaseException, param: str | None = None) -> JSONResponse:
+    """The JSON error for any failure, with `Retry-After` when waiting helps (cooling experts, a database
+    outage); failures that are the service's own are logged with their cause."""
+    status, message, code = error_status(exc)
+    headers = {}
+    if code == "experts_unavailable":
+        headers["retry-after"] = str(math.ceil(exc.retry_after_s))
+    if code == "persistence_unavailable":
+        headers["retry-after"] = str(PERSISTENCE_RETRY_AFTER_S)
+    if status >= 500 and code not in ("experts_failed", "experts_unavailable"):
+        log.error("%s %s: %s", status, code, redact(f"{type(exc).__name__}: {exc}"),
+                  exc_info=None if code == "persistence_unavailable" else exc)
+    if code == "persistence_unavailable":
+        log.error("the thread store is unavailable: %s (cause: %r)", redact(str(exc)), exc.__cause__)
+    return error_response(status, message, code, param, headers)
 
 
 class WireJSONResponse(JSONResponse):
@@ -90,10 +121,11 @@ class WireJSONResponse(JSONResponse):
         return dumps(content).encode("ascii")
 
 
-def error_response(status: int, message: str, code: str, param: str | None = None) -> JSONResponse:
+def error_response(status: int, message: str, code: str, param: str | None = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
     return WireJSONResponse({"error": {"message": message, "type": kind, "code": code, "param": param}},
-                            status_code=status)
+                            status_code=status, headers=headers)
 
 
 def _as_factory(served: Served | Any | ServedFactory) -> ServedFactory:
@@ -153,7 +185,7 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         try:
             return await call_next(request)
         except Exception as exc:  # noqa: BLE001 - whatever escapes a route is still one JSON error, never a reset
-            return error_response(*error_status(exc))
+            return failure_response(exc)
 
     @app.get("/v1/models")
     async def models():
@@ -162,14 +194,15 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
 
     @app.get("/healthz")
     async def health():
-        return {"status": "ok"}
+        """Liveness, and each model's circuit breaker (closed, open with the seconds until its probe, half_open)."""
+        return {"status": "ok", "breakers": app.state.served.graph.pool.breakers.snapshot()}
 
     @app.post("/v1/chat/completions")
     async def chat(request: ChatRequest, http: Request):
         try:
             return await _chat(app.state.served, request, max_query_chars, deadline_s, stream_idle_s, http)
         except Exception as exc:  # noqa: BLE001 - mapped to a status that says whose fault it is
-            return error_response(*error_status(exc), getattr(exc, "param", None))
+            return failure_response(exc, getattr(exc, "param", None))
 
     @app.post("/v1/feedback")
     async def feedback(body: Annotated[Any, Body()]):
@@ -182,7 +215,7 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
             status = 404 if "no served answer" in str(exc) else 400
             return error_response(status, str(exc), "feedback_refused", "id" if status == 404 else "score")
         except Exception as exc:  # noqa: BLE001
-            return error_response(*error_status(exc))
+            return failure_response(exc)
         return {"id": body["id"], "expert": answer.expert, "task": answer.task, "score": float(body["score"])}
 
     @app.post("/v1/threads/{thread_id}/resume")
@@ -190,7 +223,7 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         try:
             return await _resume(app.state.served, thread_id, answer, deadline_s)
         except Exception as exc:  # noqa: BLE001
-            return error_response(*error_status(exc), getattr(exc, "param", None))
+            return failure_response(exc, getattr(exc, "param", None))
 
     return app
 

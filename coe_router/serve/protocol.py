@@ -89,6 +89,32 @@ class ChatRequest(BaseModel):
         if self.response_format and self.response_format.get("type") not in ("text", "json_object", "json_schema"):
             raise ProtocolError(400, f"unsupported response_format type {self.response_format.get('type')!r}",
                                 "unsupported_parameter", "response_format")
+        self._check_stop()
+        self._check_schema()
+
+    def _check_stop(self) -> None:
+        """Stop sequences no upstream accepts (an empty one, more than four) are the request's fault: a 400 here,
+        not a 502 after every expert refused them."""
+        stops = [self.stop] if isinstance(self.stop, str) else self.stop
+        if stops is not None and (not 1 <= len(stops) <= 4 or not all(stops)):
+            raise ProtocolError(400, "stop must be one to four non-empty strings", "invalid_parameter", "stop")
+
+    def _check_schema(self) -> None:
+        """A json_schema response format needs a name and a valid JSON Schema (checked with jsonschema)."""
+        if not self.response_format or self.response_format.get("type") != "json_schema":
+            return
+        spec = self.response_format.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not isinstance(
+                spec.get("schema"), dict):
+            raise ProtocolError(400, "response_format.json_schema needs a `name` and a `schema` object",
+                                "invalid_parameter", "response_format")
+        import jsonschema
+
+        try:
+            jsonschema.validators.validator_for(spec["schema"]).check_schema(spec["schema"])
+        except jsonschema.SchemaError as exc:
+            raise ProtocolError(400, f"response_format.json_schema.schema is not a valid JSON Schema: {exc.message}",
+                                "invalid_parameter", "response_format") from None
 
     def conversation(self) -> list[BaseMessage]:
         """The messages as LangChain messages (developer turns are system turns); needs a user turn."""
@@ -185,9 +211,9 @@ def answer_model(message: AIMessage | None, fallback: str) -> str:
 def completion(completion_id: str, message: AIMessage, decision: dict, fallback_model: str,
                request_usage: dict | None = None) -> dict:
     body: dict[str, Any] = {"role": "assistant", "content": message.text}
-    finish = "stop"
+    finish = finish_reason(message)
     if message.tool_calls:
-        body["tool_calls"], finish = tool_calls(message), "tool_calls"
+        body["tool_calls"] = tool_calls(message)
     return {
         "id": completion_id,
         "object": "chat.completion",
@@ -199,6 +225,13 @@ def completion(completion_id: str, message: AIMessage, decision: dict, fallback_
     }
 
 
+def finish_reason(message: AIMessage) -> str:
+    """tool_calls, length (the answer hit max_tokens, as the expert said) or stop."""
+    if message.tool_calls:
+        return "tool_calls"
+    return "length" if message.response_metadata.get("finish_reason") == "length" else "stop"
+
+
 def chunk(completion_id: str, model: str, delta: dict | None, finish: str | None = None, **extra: Any) -> str:
     choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]
     body = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
@@ -206,8 +239,9 @@ def chunk(completion_id: str, model: str, delta: dict | None, finish: str | None
     return f"data: {dumps(body)}\n\n"
 
 
-def error_event(message: str, code: str) -> str:
-    return f"data: {dumps({'error': {'message': message, 'type': 'server_error', 'code': code}})}\n\n"
+def error_event(message: str, code: str, **extra: Any) -> str:
+    """An SSE error event: the stream failed (`extra` says more, e.g. the expert whose tokens were cut)."""
+    return f"data: {dumps({'error': {'message': message, 'type': 'server_error', 'code': code, **extra}})}\n\n"
 
 
 DONE = "data: [DONE]\n\n"

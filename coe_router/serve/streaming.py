@@ -31,7 +31,9 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk
 
 from coe_router.routing.expert_call import ANSWER_TAG
-from coe_router.serve.protocol import DONE, ProtocolError, chunk, error_event, tool_call_deltas
+from coe_router.routing.fallback import RequestCancelled
+from coe_router.routing.time_budget import with_deadline
+from coe_router.serve.protocol import DONE, ProtocolError, chunk, error_event, finish_reason, tool_call_deltas
 
 ANSWER_NODES = ("expert", "aggregator", "synthesizer")
 CHARS_PER_TOKEN = 3  # usage estimate for a streamed call whose server reported none (as routing/context_window.py)
@@ -43,10 +45,6 @@ class DeadlineError(TimeoutError):
 
 class StreamIdleError(TimeoutError):
     """The graph sent nothing for `--stream-idle-s` seconds."""
-
-
-class RequestCancelled(RuntimeError):
-    """Raised inside the graph's remaining work once its request is over (client gone, deadline passed)."""
 
 
 class RequestWatch(BaseCallbackHandler):
@@ -131,7 +129,7 @@ class GraphEvents:
 
     def __init__(self, graph, inputs: Any, config: dict, context: dict | None, *, modes: list[str],
                  deadline_s: float, idle_s: float = math.inf, watch: RequestWatch | None = None):
-        self._events = graph.astream(inputs, config, context=context, stream_mode=modes)
+        self._events = graph.astream(inputs, with_deadline(config, deadline_s), context=context, stream_mode=modes)
         self.deadline_s, self.idle_s = deadline_s, idle_s
         self.deadline = time.monotonic() + deadline_s
         self.watch = watch
@@ -272,7 +270,7 @@ class Translator:
             if final.tool_calls:
                 delta["tool_calls"] = tool_call_deltas(final.tool_calls, complete=True)
             out.append(chunk(self.completion_id, self.model, delta))
-        finish = "tool_calls" if final is not None and final.tool_calls else "stop"
+        finish = finish_reason(final) if final is not None else "stop"
         out.append(chunk(self.completion_id, self.model, {}, finish=finish,
                          coe=self.decision.model_dump(mode="json") if self.decision is not None else None))
         if include_usage:
@@ -315,7 +313,8 @@ async def open_stream(events: GraphEvents, translator: Translator, include_usage
                 yield piece
         except Exception as exc:  # noqa: BLE001 - after the headers, every failure is an SSE error event
             message, code = error_code(exc)
-            yield error_event(message, code)
+            expert = getattr(exc, "expert", None)
+            yield error_event(message, code, **({"expert": expert} if expert else {}))
             yield DONE
         finally:
             await events.aclose()

@@ -40,7 +40,7 @@ def expert_node(experts, models):
     """The node as a function of the state alone (no tracer, no run config)."""
     task_map = TaskMap(ranking={}, default_expert=next(iter(experts)))
     node = make_expert_node(ExpertPool(experts, models, task_map))
-    return lambda state: node(state, {})
+    return lambda state: node.invoke(state, {})
 
 
 def test_expert_falls_back_and_records_failures():

@@ -1,0 +1,239 @@
+"""The failure path with the DEFAULT settings, against real processes: a real `coe serve` whose experts are a
+fake OpenAI-compatible upstream that fails the usual ways (hangs, SIGSTOP, one byte a second, closes or errors
+mid-stream, 429 with Retry-After), each with a healthy fallback expert; and the library (`graph.stream`,
+`CoERouterChatModel`) against the same upstream.
+
+Nothing in the configs sets a timeout, a retry, a deadline or a breaker: what is tested is what a user gets.
+
+    never spliced     a stream whose expert fails after its first tokens ends with an error naming that expert,
+                      never with another expert's text after them, never with finish_reason "stop"
+    never truncated   a stream that ends without a finish reason is a failure, never an answer
+    time budgets      a hung or trickling expert is replaced by its fallback well within 30 s, errors within 2 s
+    breakers          after repeated failures the expert is skipped ("skipped: cooling down", /healthz says open)
+    no starvation     requests stuck on a frozen expert do not slow a healthy request to another expert
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import statistics
+import time
+
+import httpx
+import openai
+import pytest
+
+from coe_router import AnswerInterruptedError, CoERouterChatModel, build_graph, load_config
+from tests.service_upstream import PARTIAL_TEXT, CoeServe, Upstream, UpstreamProcess, closed_port_url
+
+pytestmark = pytest.mark.integration
+
+FAULTS = {  # expert -> upstream behaviour (the fake upstream's model name)
+    "hang": "hang",
+    "trickle": "trickle:1",
+    "partial": "partial:3",
+    "cut": "cut:3",
+    "sse_error": "sse-error:3",
+    "limited": "limited:50",
+    "errors": "status:500",
+    "dropped": "close",
+}
+HEALTHY_TEXT = "The capital of France is Paris."
+FIRST_PARTIAL = PARTIAL_TEXT.split()[0]
+
+
+def config(upstream_url: str, frozen_url: str | None = None) -> dict:
+    """Every fault an expert of its own, `healthy` the fallback of every route; defaults everywhere else."""
+    models = {f"m-{name}": {"provider": "openai", "model": behaviour, "base_url": upstream_url}
+              for name, behaviour in FAULTS.items()}
+    models["m-healthy"] = {"provider": "openai", "model": f"say:{HEALTHY_TEXT}", "base_url": upstream_url}
+    models["m-other"] = {"provider": "openai", "model": "say:another healthy expert", "base_url": upstream_url}
+    models["m-closed"] = {"provider": "openai", "model": "answer", "base_url": closed_port_url()}
+    if frozen_url:
+        models["m-frozen"] = {"provider": "openai", "model": "answer", "base_url": frozen_url}
+    experts = {name[2:]: {"model": name, "style": "plain"} for name in models}
+    return {"models": models, "tasks": {"general": "anything", "other": "the other task"}, "experts": experts,
+            "task_map": {"general": ["healthy"], "other": ["other"]}, "default_expert": "healthy",
+            "classifier": {"kind": "rules", "rules": {"other": ["^OTHER"], "general": ["."]}}}
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with Upstream() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def frozen():
+    with UpstreamProcess() as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def service(upstream, frozen, tmp_path_factory):
+    with CoeServe(config(upstream.url, frozen.url), tmp_path_factory.mktemp("failure"), "failure",
+                  args=("--token-env", "COE_TEST_NO_TOKEN")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def client(service):
+    return openai.OpenAI(base_url=f"{service.url}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def ask(client, expert: str, text: str = "What is the capital of France?", **kwargs):
+    return client.chat.completions.create(model=f"coe/{expert}", messages=[{"role": "user", "content": text}],
+                                          **kwargs)
+
+
+def sse(service, expert: str, text: str = "What is the capital of France?") -> tuple[httpx.Response, list[dict]]:
+    """A raw streamed request: the response and its events (`[DONE]` as {"done": True})."""
+    with httpx.stream("POST", f"{service.url}/v1/chat/completions", timeout=120, json={
+            "model": f"coe/{expert}", "stream": True, "messages": [{"role": "user", "content": text}]}) as response:
+        events = []
+        for line in response.iter_lines():
+            if line.startswith("data: "):
+                events.append({"done": True} if line == "data: [DONE]" else json.loads(line[6:]))
+        return response, events
+
+
+def streamed_text(events: list[dict]) -> str:
+    return "".join(choice["delta"].get("content") or "" for event in events for choice in event.get("choices", []))
+
+
+def finish_reasons(events: list[dict]) -> list[str]:
+    return [choice["finish_reason"] for event in events for choice in event.get("choices", [])
+            if choice.get("finish_reason")]
+
+
+@pytest.mark.parametrize("expert", ["hang", "trickle"])
+def test_a_hung_or_trickling_expert_falls_back_within_the_default_budget(client, service, expert):
+    started = time.monotonic()
+    reply = ask(client, expert)
+    took = time.monotonic() - started
+    assert reply.choices[0].message.content == HEALTHY_TEXT
+    assert reply.coe["expert"] == "healthy" and reply.coe["tried"] == [expert, "healthy"]
+    assert "Timeout" in reply.coe["errors"][expert]
+    assert took < 20, f"fallback after {took:.1f}s"
+    started = time.monotonic()
+    response, events = sse(service, expert)  # before any token: the fallback is invisible in a stream too
+    assert response.status_code == 200 and response.headers["x-coe-expert"] == "healthy"
+    assert streamed_text(events) == HEALTHY_TEXT and finish_reasons(events) == ["stop"]
+    assert time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("expert", ["errors", "dropped", "closed", "limited"])
+def test_errors_and_closes_fall_back_within_two_seconds(client, expert):
+    started = time.monotonic()
+    reply = ask(client, expert)
+    assert time.monotonic() - started < 2, "Retry-After: 50 and retries must not hold a request with a fallback"
+    assert reply.choices[0].message.content == HEALTHY_TEXT and reply.coe["expert"] == "healthy"
+
+
+@pytest.mark.parametrize("expert", ["partial", "cut", "sse_error"])
+def test_a_failure_after_the_first_token_is_never_spliced_or_presented_as_complete(client, service, expert):
+    response, events = sse(service, expert)
+    text = streamed_text(events)
+    assert text.startswith(FIRST_PARTIAL) and HEALTHY_TEXT not in text, text
+    assert "stop" not in finish_reasons(events)
+    error = next(event["error"] for event in events if "error" in event)
+    assert error["code"] == "expert_interrupted" and error["expert"] == expert and expert in error["message"]
+    assert response.headers["x-coe-expert"] == expert  # the expert whose tokens the caller got
+    assert events[-1] == {"done": True}
+    reply = ask(client, expert)  # not streamed: nothing reached the caller, so the fallback answers cleanly
+    assert reply.choices[0].message.content == HEALTHY_TEXT
+    assert reply.coe["tried"] == [expert, "healthy"]
+
+
+def test_the_openai_client_sees_the_interruption(client):
+    with pytest.raises(openai.APIError, match="partial"):
+        for _ in ask(client, "partial", stream=True):
+            pass
+
+
+def test_request_faults_are_400s_naming_the_parameter_before_any_expert(client, upstream):
+    before = len(upstream.requests)
+    with pytest.raises(openai.BadRequestError) as stop:
+        ask(client, "healthy", stop=[""])
+    assert stop.value.body["param"] == "stop"
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "objekt"}}}
+    with pytest.raises(openai.BadRequestError) as bad:
+        ask(client, "healthy", response_format=schema)
+    assert bad.value.body["param"] == "response_format"
+    assert len(upstream.requests) == before
+
+
+def test_requests_stuck_on_a_frozen_expert_do_not_slow_another_expert(service, frozen):
+    """200 requests at a SIGSTOPped upstream; meanwhile requests to a healthy expert keep their latency."""
+    frozen.pause()
+    try:
+        with httpx.Client(base_url=service.url, timeout=120,
+                          limits=httpx.Limits(max_connections=300)) as http:
+            def post(expert: str) -> float:
+                started = time.monotonic()
+                response = http.post("/v1/chat/completions", json={
+                    "model": f"coe/{expert}", "messages": [{"role": "user", "content": "OTHER question"}]})
+                assert response.status_code == 200, response.text
+                return time.monotonic() - started
+
+            healthy = [post("other") for _ in range(10)]
+            with concurrent.futures.ThreadPoolExecutor(210) as pool:
+                stuck = [pool.submit(post, "frozen") for _ in range(200)]
+                time.sleep(1.0)
+                probes = [post("other") for _ in range(10)]
+                answered = [future.result() for future in stuck]
+            assert all(took < 30 for took in answered)  # each fell back to `healthy` after its first-token budget
+            healthy_p50, probe_p50 = statistics.median(healthy), statistics.median(probes)
+            assert probe_p50 < max(1.5 * healthy_p50, healthy_p50 + 0.05), (healthy_p50, probe_p50)
+            # the frozen expert's breaker is open: its requests now go straight to the fallback
+            health = http.get("/healthz").json()
+            assert health["breakers"]["m-frozen"]["state"] == "open"
+            fast = [post("frozen") for _ in range(5)]
+            assert statistics.median(fast) < max(2 * healthy_p50, healthy_p50 + 0.1), (healthy_p50, fast)
+            reply = http.post("/v1/chat/completions", json={
+                "model": "coe/frozen", "messages": [{"role": "user", "content": "q"}]}).json()
+            assert reply["coe"]["errors"]["frozen"] == "skipped: cooling down"
+            assert reply["coe"]["expert"] == "healthy" and reply["coe"]["tried"] == ["healthy"]
+    finally:
+        frozen.resume()
+
+
+# -- the library -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def library(upstream, tmp_path_factory):
+    import yaml
+
+    path = tmp_path_factory.mktemp("library") / "router.yaml"
+    path.write_text(yaml.safe_dump(config(upstream.url)), encoding="utf-8")
+    return build_graph(load_config(path))
+
+
+def test_the_chat_model_stream_raises_a_named_error_and_never_splices(library):
+    router = CoERouterChatModel.from_graph(library, context={"expert": "partial"})
+    received = []
+    with pytest.raises(AnswerInterruptedError) as interrupted:
+        for chunk in router.stream("What is the capital of France?"):
+            received.append(chunk.text)
+    assert interrupted.value.expert == "partial" and interrupted.value.tokens >= 1
+    assert "".join(received).startswith(FIRST_PARTIAL) and HEALTHY_TEXT not in "".join(received)
+    assert router.invoke("What is the capital of France?").content == HEALTHY_TEXT  # invoke falls back
+
+
+async def test_the_async_chat_model_stream_raises_the_same(library):
+    router = CoERouterChatModel.from_graph(library, context={"expert": "sse_error"})
+    received = []
+    with pytest.raises(AnswerInterruptedError):
+        async for chunk in router.astream("What is the capital of France?"):
+            received.append(chunk.text)
+    assert HEALTHY_TEXT not in "".join(received)
+    reply = await router.ainvoke("What is the capital of France?")
+    assert reply.content == HEALTHY_TEXT and reply.name == "healthy"
+
+
+def test_the_sync_library_falls_back_from_a_trickle_within_the_budget(library):
+    started = time.monotonic()
+    result = library.invoke({"query": "What is the capital of France?"}, context={"expert": "trickle"})
+    assert result["answer"] == HEALTHY_TEXT and time.monotonic() - started < 20
