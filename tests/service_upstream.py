@@ -503,6 +503,37 @@ def llama_server(folder: os.PathLike, alias: str = "smollm2"):
         yield url
 
 
+FAULTS = {  # expert -> the fake upstream's behaviour: the faults an operator sees, each with `healthy` as fallback
+    "hang": "hang",
+    "trickle": "trickle:1",
+    "partial": "partial:3",
+    "cut": "cut:3",
+    "sse_error": "sse-error:3",
+    "limited": "limited:50",
+    "errors": "status:500",
+    "dropped": "close",
+}
+HEALTHY_TEXT = "The capital of France is Paris."
+
+
+def fault_config(upstream_url: str, frozen_url: str | None = None, copies: tuple[str, ...] = ("",)) -> dict:
+    """A config with an expert per fault (and per suffix in `copies`, each with its own breaker), `healthy` the
+    fallback of every route, `other` a healthy expert of another task, `closed` on a port nobody listens on and,
+    given a second upstream process, `frozen` on it. Defaults everywhere else: no timeout, retry or breaker set."""
+    models = {f"m-{name}{copy}": {"provider": "openai", "model": behaviour, "base_url": upstream_url}
+              for name, behaviour in FAULTS.items() for copy in copies}
+    models["m-healthy"] = {"provider": "openai", "model": f"say:{HEALTHY_TEXT}", "base_url": upstream_url}
+    models["m-other"] = {"provider": "openai", "model": "say:another healthy expert", "base_url": upstream_url}
+    for copy in copies:
+        models[f"m-closed{copy}"] = {"provider": "openai", "model": "answer", "base_url": closed_port_url()}
+        if frozen_url:
+            models[f"m-frozen{copy}"] = {"provider": "openai", "model": "answer", "base_url": frozen_url}
+    experts = {name[2:]: {"model": name, "style": "plain"} for name in models}
+    return {"models": models, "tasks": {"general": "anything", "other": "the other task"}, "experts": experts,
+            "task_map": {"general": ["healthy"], "other": ["other"]}, "default_expert": "healthy",
+            "classifier": {"kind": "rules", "rules": {"other": ["^OTHER"], "general": ["."]}}}
+
+
 class UpstreamProcess:
     """The fake upstream in a process of its own, so it can be frozen: `pause()` sends SIGSTOP (the kernel still
     accepts connections, nothing answers: what a stuck server looks like), `resume()` SIGCONT."""

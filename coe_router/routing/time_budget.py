@@ -13,11 +13,13 @@ the caller (a stream), until the request's deadline, because no fallback can rep
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import math
 import time
-from collections.abc import AsyncIterator, Iterator
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -126,34 +128,62 @@ def _bounded(request: httpx.Request) -> AttemptClock | None:
     return clock
 
 
+DONE_MARK = b"data: [DONE]"
+DRAIN_LIMIT = 1024
+
+
 class _DeadlineStream(httpx.SyncByteStream):
-    def __init__(self, inner: httpx.SyncByteStream, clock: AttemptClock):
+    """The response body, cut once the attempt's clock runs out. A stream that ended with `[DONE]` is read to its
+    end before closing (the openai client closes right after `[DONE]`, which would throw the connection away
+    and cost every streamed answer a new connection, a new TLS handshake on a remote endpoint)."""
+
+    def __init__(self, inner: httpx.SyncByteStream, clock: AttemptClock | None):
         self._inner, self._clock = inner, clock
+        self._tail = b""
 
     def __iter__(self) -> Iterator[bytes]:
-        for piece in self._inner:
-            self._clock.check()
+        self._pieces = iter(self._inner)
+        for piece in self._pieces:
+            if self._clock is not None:
+                self._clock.check()
+            self._tail = (self._tail + piece)[-64:]
             yield piece
 
     def close(self) -> None:
+        if DONE_MARK in self._tail:
+            with contextlib.suppress(Exception):
+                left = DRAIN_LIMIT
+                for piece in self._pieces:
+                    left -= len(piece)
+                    if left < 0:
+                        break
         self._inner.close()
 
 
 class _AsyncDeadlineStream(httpx.AsyncByteStream):
-    def __init__(self, inner: httpx.AsyncByteStream, clock: AttemptClock):
+    def __init__(self, inner: httpx.AsyncByteStream, clock: AttemptClock | None):
         self._inner, self._clock = inner, clock
+        self._tail = b""
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for piece in self._inner:
-            self._clock.check()
+        self._pieces = aiter(self._inner)
+        async for piece in self._pieces:
+            if self._clock is not None:
+                self._clock.check()
+            self._tail = (self._tail + piece)[-64:]
             yield piece
 
     async def aclose(self) -> None:
+        if DONE_MARK in self._tail:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    async for _ in self._pieces:
+                        pass
         await self._inner.aclose()
 
 
 class BoundedTransport(httpx.BaseTransport):
-    """httpx's transport, bounded by the running attempt's clock (no clock: plain httpx)."""
+    """httpx's transport, bounded by the running attempt's clock (no clock: no bound)."""
 
     def __init__(self, inner: httpx.BaseTransport | None = None):
         self._inner = inner or httpx.HTTPTransport(limits=httpx.Limits(max_connections=None))
@@ -161,8 +191,7 @@ class BoundedTransport(httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         clock = _bounded(request)
         response = self._inner.handle_request(request)
-        if clock is not None:
-            response.stream = _DeadlineStream(response.stream, clock)
+        response.stream = _DeadlineStream(response.stream, clock)
         return response
 
     def close(self) -> None:
@@ -170,17 +199,27 @@ class BoundedTransport(httpx.BaseTransport):
 
 
 class AsyncBoundedTransport(httpx.AsyncBaseTransport):
-    """The async twin of `BoundedTransport`."""
+    """The async twin of `BoundedTransport`, with one connection pool per event loop: a pool's connections
+    belong to the loop that opened them, and a library user may run `asyncio.run(graph.ainvoke(...))` twice."""
 
-    def __init__(self, inner: httpx.AsyncBaseTransport | None = None):
-        self._inner = inner or httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=None))
+    def __init__(self, make: Callable[[], httpx.AsyncBaseTransport] | None = None):
+        self._make = make or (lambda: httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=None)))
+        self._pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    def _pool(self) -> httpx.AsyncBaseTransport:
+        loop = asyncio.get_running_loop()
+        pool = self._pools.get(loop)
+        if pool is None:
+            pool = self._pools[loop] = self._make()
+        return pool
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         clock = _bounded(request)
-        response = await self._inner.handle_async_request(request)
-        if clock is not None:
-            response.stream = _AsyncDeadlineStream(response.stream, clock)
+        response = await self._pool().handle_async_request(request)
+        response.stream = _AsyncDeadlineStream(response.stream, clock)
         return response
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        pool = self._pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.aclose()

@@ -25,37 +25,12 @@ import openai
 import pytest
 
 from coe_router import AnswerInterruptedError, CoERouterChatModel, build_graph, load_config
-from tests.service_upstream import PARTIAL_TEXT, CoeServe, Upstream, UpstreamProcess, closed_port_url
+from tests.service_upstream import HEALTHY_TEXT, PARTIAL_TEXT, CoeServe, Upstream, UpstreamProcess
+from tests.service_upstream import fault_config as config
 
 pytestmark = pytest.mark.integration
 
-FAULTS = {  # expert -> upstream behaviour (the fake upstream's model name)
-    "hang": "hang",
-    "trickle": "trickle:1",
-    "partial": "partial:3",
-    "cut": "cut:3",
-    "sse_error": "sse-error:3",
-    "limited": "limited:50",
-    "errors": "status:500",
-    "dropped": "close",
-}
-HEALTHY_TEXT = "The capital of France is Paris."
 FIRST_PARTIAL = PARTIAL_TEXT.split()[0]
-
-
-def config(upstream_url: str, frozen_url: str | None = None) -> dict:
-    """Every fault an expert of its own, `healthy` the fallback of every route; defaults everywhere else."""
-    models = {f"m-{name}": {"provider": "openai", "model": behaviour, "base_url": upstream_url}
-              for name, behaviour in FAULTS.items()}
-    models["m-healthy"] = {"provider": "openai", "model": f"say:{HEALTHY_TEXT}", "base_url": upstream_url}
-    models["m-other"] = {"provider": "openai", "model": "say:another healthy expert", "base_url": upstream_url}
-    models["m-closed"] = {"provider": "openai", "model": "answer", "base_url": closed_port_url()}
-    if frozen_url:
-        models["m-frozen"] = {"provider": "openai", "model": "answer", "base_url": frozen_url}
-    experts = {name[2:]: {"model": name, "style": "plain"} for name in models}
-    return {"models": models, "tasks": {"general": "anything", "other": "the other task"}, "experts": experts,
-            "task_map": {"general": ["healthy"], "other": ["other"]}, "default_expert": "healthy",
-            "classifier": {"kind": "rules", "rules": {"other": ["^OTHER"], "general": ["."]}}}
 
 
 @pytest.fixture(scope="module")
