@@ -26,6 +26,9 @@ STATE_TYPES = ("Candidate", "Consultation", "LabelledExample", "Plan", "Retrieve
 # setup() runs under this advisory lock (an arbitrary constant that names this use).
 SETUP_LOCK = 0x636F6552  # "coeR"
 POSTGRES_POOL_SIZE = 8
+POOL_WAIT_S = 5.0
+"""How long a request waits for a database connection: during an outage it is a 503 after this, not after
+psycopg_pool's default of 30 s."""
 CONNECT_TIMEOUT_S = 15.0
 
 
@@ -125,7 +128,7 @@ def postgres_checkpointer(config: RouterConfig):
 
     dsn = postgres_dsn(config)
     pool = ConnectionPool(dsn, min_size=1, max_size=POSTGRES_POOL_SIZE, kwargs=_connection_kwargs(), open=False,
-                          name="coe-checkpoints")
+                          name="coe-checkpoints", timeout=POOL_WAIT_S, check=ConnectionPool.check_connection)
     try:
         # A plain connection first: a wrong DSN fails here at once with PostgreSQL's own reason, not a pool timeout.
         with psycopg.connect(dsn, autocommit=True, connect_timeout=_connect_timeout()) as lock:
@@ -167,8 +170,10 @@ async def _async_postgres(config: RouterConfig) -> AsyncIterator[object]:
     from psycopg_pool import AsyncConnectionPool
 
     dsn = postgres_dsn(config)
+    # check_connection: a connection broken by a database restart is replaced before a request gets it
     pool = AsyncConnectionPool(dsn, min_size=1, max_size=POSTGRES_POOL_SIZE, kwargs=_connection_kwargs(),
-                               open=False, name="coe-checkpoints")
+                               open=False, name="coe-checkpoints", timeout=POOL_WAIT_S,
+                               check=AsyncConnectionPool.check_connection)
     try:
         async with await psycopg.AsyncConnection.connect(dsn, autocommit=True,
                                                          connect_timeout=_connect_timeout()) as lock:

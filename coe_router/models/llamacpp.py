@@ -220,7 +220,8 @@ def _as_chat(completion: dict) -> dict:
 
 def _as_chat_chunks(chunks: Iterator[dict]) -> Iterator[dict]:
     for chunk in chunks:
-        yield {"choices": [{"delta": {"content": chunk["choices"][0]["text"]}}]}
+        choice = chunk["choices"][0]
+        yield {"choices": [{"delta": {"content": choice["text"]}, "finish_reason": choice.get("finish_reason")}]}
 
 
 def _role(message: BaseMessage) -> str:
@@ -314,9 +315,11 @@ class LlamaCppChat(BaseChatModel):
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         with self.local.lock:
             chunks = self.local.chat(self._messages(messages), stream=True, **self._options(stop, kwargs))
-            generated = 0
+            generated, finish = 0, None
             for part in chunks:
-                text = part["choices"][0].get("delta", {}).get("content") or ""
+                choice = part["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                text = choice.get("delta", {}).get("content") or ""
                 if not text:
                     continue
                 generated += 1  # llama.cpp streams one token per chunk
@@ -328,4 +331,5 @@ class LlamaCppChat(BaseChatModel):
             prompt = max(self.local.llama.n_tokens - generated, 0)
             usage = {"input_tokens": prompt, "output_tokens": generated, "total_tokens": prompt + generated}
             yield ChatGenerationChunk(message=AIMessageChunk(
-                content="", usage_metadata=usage, response_metadata={"model_name": self.model_name}))
+                content="", usage_metadata=usage,
+                response_metadata={"model_name": self.model_name, "finish_reason": finish}))

@@ -9,6 +9,7 @@ carry what they know.
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Sequence
 
 from langchain_core.language_models import BaseChatModel
@@ -28,7 +29,7 @@ from coe_router.config import ExpertSpec
 from coe_router.models.sampling import with_sampling
 from coe_router.models.scoring import likelihood_scorer
 from coe_router.prompts.expert import CHOICE_PREFIX, LETTERS, extract_choice, format_expert_prompt, format_options
-from coe_router.routing.context_window import answer_budget, check_fits
+from coe_router.routing.context_window import CHARS_PER_TOKEN, answer_budget, check_fits, count_tokens
 from coe_router.routing.time_budget import attempt_clock
 
 ANSWER_TAG = "coe:answer"
@@ -136,16 +137,41 @@ def _add(total: AIMessageChunk | None, piece: BaseMessage, attempt) -> AIMessage
             attempt.token()
     if total is None or not isinstance(piece, AIMessageChunk):  # a model without streaming: its whole message
         return piece
+    if piece.tool_call_chunks and total.tool_call_chunks:
+        piece = _without_repeats(total, piece)
     return total + piece
 
 
-def _complete(total: AIMessageChunk | None, model: BaseChatModel) -> AIMessage:
-    """The streamed reply as one message; a stream cut before its finish reason is an error, never an answer."""
+def _without_repeats(total: AIMessageChunk, piece: AIMessageChunk) -> AIMessageChunk:
+    """Some servers (llama.cpp's) repeat a tool call's name and id in every chunk, where OpenAI sends them once;
+    summed as they come, the name would read "multiplymultiply..."."""
+    known = {c.get("index"): c for c in total.tool_call_chunks}
+    chunks = []
+    for part in piece.tool_call_chunks:
+        seen = known.get(part.get("index"))
+        if seen is not None:
+            part = {**part, **{key: None for key in ("name", "id") if part.get(key) and seen.get(key)}}
+        chunks.append(part)
+    return piece.model_copy(update={"tool_call_chunks": chunks})
+
+
+def _complete(total: AIMessageChunk | None, model: BaseChatModel, messages: list[BaseMessage],
+              attempt) -> AIMessage:
+    """The streamed reply as one message; a stream cut before its finish reason is an error, never an answer.
+    A server that reports no usage in streams (llama-cpp-python's) gets an estimate, marked `usage_estimated`."""
     if total is None:
         raise EmptyAnswerError("the model returned an empty answer")
     reply = message_chunk_to_message(total)
-    if _declares_finish(model) and not reply.response_metadata.get("finish_reason"):
+    if not _declares_finish(model):
+        return reply
+    if not reply.response_metadata.get("finish_reason"):
         raise TruncatedAnswerError("the stream ended without a finish reason: the upstream closed it mid-answer")
+    if not reply.usage_metadata:
+        prompt = count_tokens(model, messages)
+        generated = attempt.tokens if attempt is not None else math.ceil(len(reply.text) / CHARS_PER_TOKEN)
+        reply = reply.model_copy(update={
+            "usage_metadata": {"input_tokens": prompt, "output_tokens": generated, "total_tokens": prompt + generated},
+            "response_metadata": {**reply.response_metadata, "usage_estimated": True}})
     return reply
 
 
@@ -156,7 +182,7 @@ def stream_reply(chat: Runnable, model: BaseChatModel, messages: list[BaseMessag
     with attempt_clock(attempt.clock) if attempt is not None else contextlib.nullcontext():
         for piece in chat.stream(messages, config=config):
             total = _add(total, piece, attempt)
-    return _complete(total, model)
+    return _complete(total, model, messages, attempt)
 
 
 async def astream_reply(chat: Runnable, model: BaseChatModel, messages: list[BaseMessage], config: dict,
@@ -165,7 +191,7 @@ async def astream_reply(chat: Runnable, model: BaseChatModel, messages: list[Bas
     with attempt_clock(attempt.clock) if attempt is not None else contextlib.nullcontext():
         async for piece in chat.astream(messages, config=config):
             total = _add(total, piece, attempt)
-    return _complete(total, model)
+    return _complete(total, model, messages, attempt)
 
 
 def _answer(reply: AIMessage, options: Sequence[str] | None) -> ExpertAnswer:

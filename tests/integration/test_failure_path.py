@@ -212,3 +212,44 @@ def test_the_sync_library_falls_back_from_a_trickle_within_the_budget(library):
     started = time.monotonic()
     result = library.invoke({"query": "What is the capital of France?"}, context={"expert": "trickle"})
     assert result["answer"] == HEALTHY_TEXT and time.monotonic() - started < 20
+
+
+# -- the thread store ---------------------------------------------------------------------------------------------
+
+
+def test_a_postgres_outage_is_503s_with_retry_after_and_recovers_by_itself(upstream, tmp_path):
+    """Postgres stopped under a running service: 503 persistence_unavailable with Retry-After (never a 500), the
+    cause in the log; started again: answers again without a restart of the service."""
+    import shutil
+    import tempfile
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    data = tempfile.mkdtemp(prefix="coe-pg-outage-")  # pgserver's user must traverse every parent folder
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    try:
+        routed = {**config(upstream.url), "persistence": {"checkpointer": "postgres", "dsn_env": "COE_TEST_DSN"}}
+        with CoeServe(routed, tmp_path, "pg", args=("--token-env", "COE_TEST_NO_TOKEN"),
+                      env={"COE_TEST_DSN": server.get_uri()}) as service:
+            def post() -> httpx.Response:
+                return httpx.post(f"{service.url}/v1/chat/completions", timeout=60, json={
+                    "model": "coe/healthy", "messages": [{"role": "user", "content": "What is the capital?"}]})
+
+            assert post().status_code == 200
+            server.cleanup()  # stops PostgreSQL
+            down = [post() for _ in range(3)]
+            assert all(r.status_code == 503 for r in down), [r.text for r in down]
+            assert {r.json()["error"]["code"] for r in down} == {"persistence_unavailable"}
+            assert all(int(r.headers["retry-after"]) > 0 for r in down)
+            server = pgserver.get_server(data, cleanup_mode="stop")  # back, on the same socket
+            deadline = time.monotonic() + 30
+            while (status := post().status_code) != 200 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert status == 200
+            assert "thread store is unavailable" in service.log() and "cause" in service.log()
+    finally:
+        server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
