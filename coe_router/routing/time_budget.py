@@ -35,6 +35,9 @@ still fits in the deadline."""
 MAX_RETRY_WAIT_WITH_FALLBACK_S = 1.0
 """A retry (or a `Retry-After`) longer than this is not waited for when a fallback expert can answer instead."""
 
+DEADLINE_GRACE_S = 1.0
+"""An attempt whose tokens reach the caller runs this long past the request's deadline, so that the deadline is
+reported as such (504, `deadline_exceeded`) by the service's own timer rather than as a failed expert."""
 
 @dataclass(frozen=True)
 class AttemptPolicy:
@@ -88,7 +91,7 @@ class AttemptClock:
         if self.first_token_at is None:
             self.first_token_at = time.monotonic()
         if seen_by_caller:
-            self.deadline = self.request_deadline
+            self.deadline = self.request_deadline + DEADLINE_GRACE_S  # the service's deadline error comes first
         else:
             self.deadline = min(self.started + self.answer_s, self.hard_deadline)
 

@@ -194,7 +194,12 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
 
     @app.get("/healthz")
     async def health():
-        """Liveness, and each model's circuit breaker (closed, open with the seconds until its probe, half_open)."""
+        return {"status": "ok"}
+
+    @app.get("/healthz/experts")
+    async def expert_health():
+        """Each model's circuit breaker: closed, open (with the seconds until its probe and the last error) or
+        half_open. Behind the API token, unlike /healthz: it names models and upstream errors."""
         return {"status": "ok", "breakers": app.state.served.graph.pool.breakers.snapshot()}
 
     @app.post("/v1/chat/completions")

@@ -9,7 +9,7 @@ Nothing in the configs sets a timeout, a retry, a deadline or a breaker: what is
                       never with another expert's text after them, never with finish_reason "stop"
     never truncated   a stream that ends without a finish reason is a failure, never an answer
     time budgets      a hung or trickling expert is replaced by its fallback well within 30 s, errors within 2 s
-    breakers          after repeated failures the expert is skipped ("skipped: cooling down", /healthz says open)
+    breakers          after repeated failures the expert is skipped ("skipped: cooling down", /healthz/experts says open)
     no starvation     requests stuck on a frozen expert do not slow a healthy request to another expert
 """
 
@@ -162,7 +162,7 @@ def test_requests_stuck_on_a_frozen_expert_do_not_slow_another_expert(service, f
             healthy_p50, probe_p50 = statistics.median(healthy), statistics.median(probes)
             assert probe_p50 < max(1.5 * healthy_p50, healthy_p50 + 0.05), (healthy_p50, probe_p50)
             # the frozen expert's breaker is open: its requests now go straight to the fallback
-            health = http.get("/healthz").json()
+            health = http.get("/healthz/experts").json()
             assert health["breakers"]["m-frozen"]["state"] == "open"
             fast = [post("frozen") for _ in range(5)]
             assert statistics.median(fast) < max(2 * healthy_p50, healthy_p50 + 0.1), (healthy_p50, fast)

@@ -145,8 +145,10 @@ def chat(client: httpx.Client, model: str = "coe/capture", content: str = "what 
 
 
 def _openai_model(model: str, url: str, **extra) -> dict:
+    # breakers never open here (forced upstream failures would cool down every expert for the tests after them);
+    # they are tested with the default settings in test_failure_path.py
     return {"provider": "openai", "model": model, "base_url": url, "api_key_env": "COE_TEST_UPSTREAM_KEY",
-            "max_retries": 0, "timeout_s": 10, **extra}
+            "max_retries": 0, "timeout_s": 10, "allowed_fails": 10_000, **extra}
 
 
 def main_config(up: Upstream, folder: Path) -> dict:
@@ -661,25 +663,29 @@ def test_concurrent_requests_each_get_their_own_answer(fleet, up):
 # -- deadlines, idle streams, hung experts, disconnects ------------------------------------------------------------
 
 
-def test_hanging_expert_is_a_504_within_the_deadline(fleet, up):
+def test_a_hanging_expert_falls_back_inside_the_deadline(fleet, up):
+    """With fallbacks after it, an attempt takes at most half of the time left (--deadline-s 3): the hung expert
+    is abandoned after 1.5 s although its timeout_s is 30, and the next expert answers, streamed or not."""
     with http(fleet.main.url) as client:
         started = time.monotonic()
         response = chat(client, "coe/hang")
         took = time.monotonic() - started
-        assert response.status_code == 504 and response.json()["error"]["code"] == "deadline_exceeded"
-        assert 2.5 < took < 6, took
+        assert response.status_code == 200 and response.json()["coe"]["tried"][0] == "hang"
+        assert response.headers["x-coe-expert"] != "hang"
+        assert 1.2 < took < 2.5, took
         started = time.monotonic()
-        response, body = _stream(client, "coe/hang", "integral of x")  # nothing streamed yet: the same 504
-        assert 2.5 < time.monotonic() - started < 6
-    assert response.status_code == 504 and body["error"]["code"] == "deadline_exceeded"
-    assert "3s" in body["error"]["message"]
+        response, events = _stream(client, "coe/hang", "integral of x")  # nothing streamed yet: invisible
+        assert 1.2 < time.monotonic() - started < 2.5
+    assert response.status_code == 200 and response.headers["x-coe-expert"] != "hang"
+    assert not any(isinstance(e, dict) and "error" in e for e in events)
 
 
 def test_dripping_expert_hits_the_deadline_and_the_idle_timeout(fleet, up):
-    with http(fleet.main.url) as client:
+    with http(fleet.main.url) as client:  # not streamed: nothing reached the caller, so the fallback answers
         started = time.monotonic()
         response = chat(client, "coe/drip")
-        assert response.status_code == 504 and time.monotonic() - started < 5
+        assert response.status_code == 200 and response.headers["x-coe-expert"] != "drip"
+        assert time.monotonic() - started < 2.5
         started = time.monotonic()
         response, events = _stream(client, "coe/drip", "integral of x")
         took = time.monotonic() - started
@@ -702,10 +708,10 @@ def test_errors_arrive_as_an_sse_error_event_through_the_openai_client(fleet, up
     with pytest.raises(openai.APIError) as caught:
         seen.extend(stream)
     assert "silent" in str(caught.value) and any(c.choices and c.choices[0].delta.content for c in seen)
-    with pytest.raises(openai.APIStatusError) as caught:  # failed before any output: a plain 504
+    with pytest.raises(openai.APIStatusError) as caught:  # failed before any output: a plain HTTP error
         oai(fleet.main).chat.completions.create(
-            model="coe/hang", messages=[{"role": "user", "content": "integral"}], stream=True)
-    assert caught.value.status_code == 504
+            model="coe/hang", messages=[{"role": "user", "content": "integral"}], stream=True, stop=[""])
+    assert caught.value.status_code == 400
 
 
 def test_hung_experts_do_not_starve_the_service(fleet, up):
@@ -718,7 +724,7 @@ def test_hung_experts_do_not_starve_the_service(fleet, up):
             assert chat(fast).status_code == 200
             timings.append(time.monotonic() - started)
         assert all(not h.done() for h in hung), "the healthy answers came while the hung ones hung"
-        assert [h.result().status_code for h in hung] == [504] * 8
+        assert [h.result().status_code for h in hung] == [200] * 8  # each fell back after its share of the deadline
     assert max(timings) < 2.5, timings
 
 
@@ -801,7 +807,11 @@ def test_llama_answer_with_real_usage(fleet):
     direct = openai.OpenAI(base_url=fleet.llama_url, api_key="none").chat.completions.create(
         model="smollm2", messages=[{"role": "system", "content": "You are terse."},
                                    {"role": "user", "content": "Name a primary colour."}], max_tokens=12, temperature=0)
-    assert reply.usage.prompt_tokens == direct.usage.prompt_tokens  # the same prompt reached it
+    # every expert call streams (so a dead expert is known by its first token), and llama-cpp-python's server
+    # sends no usage in streams: the router estimates it and says so; the same prompt reached the server
+    assert (reply.usage.model_extra or {}).get("estimated") is True
+    assert reply.usage.completion_tokens == direct.usage.completion_tokens
+    assert abs(reply.usage.prompt_tokens - direct.usage.prompt_tokens) <= 0.5 * direct.usage.prompt_tokens
 
 
 def test_llama_stream_with_usage(fleet):
