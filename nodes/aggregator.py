@@ -17,7 +17,8 @@ from langchain_core.runnables import RunnableConfig
 from coe_router.graphs.state import RouterState, read
 from coe_router.models.sampling import with_sampling
 from coe_router.prompts.aggregator import format_refine_prompt
-from coe_router.routing.expert_call import ANSWER_TAG, stream_reply
+from coe_router.routing.expert_call import ANSWER_TAG
+from coe_router.routing.fallback import write_answer
 from coe_router.routing.reply import answer_message
 from coe_router.schema import Consultation
 from coe_router.tracing.annotations import annotate_router_run
@@ -45,15 +46,18 @@ def make_aggregator_node(synthesizer: BaseChatModel | None) -> Callable[[RouterS
             winner = vote(with_choice)
             share = sum(c.choice == winner.choice for c in with_choice)
             text, choice, how = winner.answer, winner.choice, f"vote {share}/{len(with_choice)}"
-        elif synthesizer is not None and len(answered) > 1:
-            prompt = format_refine_prompt(state["query"], [(c.expert, c.answer) for c in answered])
-            reply = stream_reply(with_sampling(synthesizer, state.get("sampling")), synthesizer, [HumanMessage(prompt)],
-                                 {"run_name": "aggregator", "tags": ["coe:aggregator", ANSWER_TAG],
-                                  "metadata": {"role": "aggregator"}})
-            winner, choice, how = answered[0], None, "refine"
-            text = reply.text
         else:
             winner, text, choice, how = answered[0], answered[0].answer, None, "best-ranked answer"
+            if synthesizer is not None and len(answered) > 1:
+                prompt = format_refine_prompt(state["query"], [(c.expert, c.answer) for c in answered])
+                reply, why = write_answer("aggregator", with_sampling(synthesizer, state.get("sampling")), synthesizer,
+                                          [HumanMessage(prompt)], {"run_name": "aggregator", "tags": [
+                                              "coe:aggregator", ANSWER_TAG], "metadata": {"role": "aggregator"}},
+                                          config)
+                if reply is not None:
+                    text, how = reply.text, "refine"
+                else:  # failed before its first token reached anyone: the best-ranked answer stands
+                    errors["aggregator"], how = why, "best-ranked answer (refine failed)"
         final = decision.model_copy(update={
             "expert": winner.expert, "consulted": consulted, "aggregation": how, "errors": errors,
             "tried": [c.expert for c in consulted],

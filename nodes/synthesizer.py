@@ -10,7 +10,8 @@ from langchain_core.runnables import RunnableConfig
 
 from coe_router.graphs.state import PlanState, read
 from coe_router.prompts.planner import format_synthesizer_prompt
-from coe_router.routing.expert_call import ANSWER_TAG, stream_reply
+from coe_router.routing.expert_call import ANSWER_TAG
+from coe_router.routing.fallback import write_answer
 from coe_router.routing.reply import answer_message
 from coe_router.tracing.annotations import annotate_router_run
 
@@ -21,13 +22,16 @@ def make_synthesizer_node(model: BaseChatModel | None) -> Callable[[PlanState, R
 
     def synthesizer(state: PlanState, config: RunnableConfig) -> dict:
         steps, decision = read(state, "steps"), read(state, "decision")
-        if len(steps) == 1 or model is None:
-            text, choice = steps[-1].output, state.get("choice") if len(steps) == 1 else None
-        else:
+        text, choice = steps[-1].output, state.get("choice") if len(steps) == 1 else None
+        if len(steps) > 1 and model is not None:
             prompt = format_synthesizer_prompt(state["query"], [(s.text, s.output) for s in steps])
-            reply = stream_reply(model, model, [HumanMessage(prompt)], {
-                "run_name": "synthesizer", "tags": ["coe:synthesizer", ANSWER_TAG], "metadata": {"role": "synthesizer"}})
-            text, choice = reply.text.strip() or steps[-1].output, None
+            reply, why = write_answer("synthesizer", model, model, [HumanMessage(prompt)], {
+                "run_name": "synthesizer", "tags": ["coe:synthesizer", ANSWER_TAG],
+                "metadata": {"role": "synthesizer"}}, config)
+            # failed before its first token reached anyone: the chain's last output stands (CCoE eq. 4)
+            text = (reply.text.strip() if reply is not None else "") or steps[-1].output
+            if why is not None:
+                decision = decision.model_copy(update={"errors": {**decision.errors, "synthesizer": why}})
         annotate_router_run(config, decision)
         return {"answer": text, "choice": choice, "messages": [answer_message(text, decision)]}
 

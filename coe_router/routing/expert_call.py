@@ -185,8 +185,16 @@ def stream_reply(chat: Runnable, model: BaseChatModel, messages: list[BaseMessag
     return _complete(total, model, messages, attempt)
 
 
+def _streams_natively_async(model: BaseChatModel) -> bool:
+    return type(model)._astream is not BaseChatModel._astream
+
+
 async def astream_reply(chat: Runnable, model: BaseChatModel, messages: list[BaseMessage], config: dict,
                         attempt=None) -> AIMessage:
+    """`stream_reply` on the event loop. A model without an async stream of its own (in-process llama.cpp) runs
+    its whole sync stream in one worker thread: its generator holds the model's lock from start to end."""
+    if not _streams_natively_async(model):
+        return await run_in_executor(None, stream_reply, chat, model, messages, config, attempt)
     total = None
     with attempt_clock(attempt.clock) if attempt is not None else contextlib.nullcontext():
         async for piece in chat.astream(messages, config=config):

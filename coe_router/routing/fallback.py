@@ -15,10 +15,11 @@ from __future__ import annotations
 import email.utils
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage
 from langchain_core.tracers._streaming import _StreamingCallbackHandler
 
 from coe_router.config import ExpertSpec
@@ -71,19 +72,39 @@ class RequestCancelled(RuntimeError):
 @dataclass
 class Attempt:
     expert: str
-    spec: ExpertSpec
+    spec: ExpertSpec | None
     model: BaseChatModel
     clock: AttemptClock
     seen_by_caller: bool
     number: int = 1
     tokens: int = 0
-    retry_in_s: float | None = field(default=None)
 
     def token(self) -> None:
         """One content or tool-call chunk of the answer arrived."""
         self.tokens += 1
         if self.tokens == 1:
             self.clock.first_token(self.seen_by_caller)
+
+
+def write_answer(role: str, chat, model: BaseChatModel, messages: list, run_config: dict,
+                 node_config: dict | None) -> tuple[AIMessage | None, str | None]:
+    """(reply, None) from a model that writes the final answer from others' (the fan-out's refine step, the
+    plan's synthesizer), within the default time budget; (None, why) when it failed before the caller saw any of
+    its tokens (the node then keeps an answer it already has); after that, `AnswerInterruptedError` names `role`."""
+    from coe_router.routing.expert_call import stream_reply
+
+    policy = AttemptPolicy()
+    deadline = request_deadline(node_config)
+    clock = AttemptClock(policy.first_token_s, policy.answer_s, hard_deadline=deadline, request_deadline=deadline)
+    attempt = Attempt(role, None, model, clock, streams_to_caller(node_config))
+    try:
+        return stream_reply(chat, model, messages, run_config, attempt), None
+    except RequestCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the answer it would refine is there already
+        if attempt.tokens and attempt.seen_by_caller:
+            raise AnswerInterruptedError(role, describe(exc), attempt.tokens) from exc
+        return None, describe(exc)
 
 
 def streams_to_caller(config: dict | None) -> bool:
