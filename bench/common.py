@@ -177,33 +177,25 @@ def make_pool(config, tasks: Sequence[str], models: dict):
 
 
 def make_router(store, classifier, pool, k: int):
-    """The routing half of the graph (retriever -> classifier -> router), the node functions called in order."""
-    from coe_router.nodes import make_classifier_node, make_retriever_node, make_router_node
+    """The routing half of the compiled graph (intake -> retriever -> classifier -> router), through the public
+    `decide`: the benchmark measures what a served request runs, whatever the node signatures."""
+    from coe_router.graphs.two_stage import build_two_stage_graph
+    from coe_router.routing.decide import decide
 
-    retriever = make_retriever_node(store, k)
-    classify = make_classifier_node(classifier, pool.task_map.ranking)
-    router = make_router_node(pool)
+    graph = build_two_stage_graph(classifier=classifier, pool=pool, store=store, k=k)
 
     def route(query: str):
-        state = {"query": query}
-        state.update(retriever(state))
-        state.update(classify(state))
-        state.update(router(state))
-        return state["decision"]
+        return decide(graph, query)
 
     return route
 
 
 def make_vector_router(store, classifier, pool, k: int):
-    """Routing from an already computed query vector (what a micro-batched request does after its embedding)."""
-    from coe_router.nodes import make_classifier_node, make_router_node
-
-    classify, router = make_classifier_node(classifier, pool.task_map.ranking), make_router_node(pool)
+    """Routing from an already computed query vector (what a micro-batched request does after its embedding),
+    through the public classifier and task map."""
 
     def route(query: str, vector):
-        state = {"query": query, "retrieved": store.search_vector(vector, k)}
-        state.update(classify(state))
-        state.update(router(state))
-        return state["decision"]
+        decision = classifier(query, None, store.search_vector(vector, k))
+        return pool.task_map.route(decision.task)
 
     return route

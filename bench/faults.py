@@ -21,7 +21,8 @@ tokens, an SSE error event (never another expert's text after them).
 Two more measurements:
     crowd           `crowd` requests at the frozen expert at once; meanwhile requests to a healthy expert of
                     another task: their p50 against the same requests with no crowd
-    breaker         the frozen expert's task: p50 before its breaker opened (the crowd's requests) and after
+    breaker         the frozen expert's task: p50 before its breaker opened (the crowd's requests), right after,
+                    and SETTLE_S later, against a healthy expert's p50 at that time
 
     python -m bench.faults [--quick] [--tries N] [--crowd N] [--json]
 """
@@ -57,7 +58,8 @@ SCENARIOS = (  # (row, expert)
     ("closed port", "closed"),
 )
 QUICK_SCENARIOS = ("healthy", "partial", "sse_error", "limited", "errors", "closed")
-COPIES = ("", "-s")  # the non-streamed and the streamed copy of each faulty expert
+COPIES = ("", "-s")
+SETTLE_S = 5.0  # after the crowd, before the settled breaker measurement  # the non-streamed and the streamed copy of each faulty expert
 
 
 def _request(client: httpx.Client, expert: str, stream: bool, text: str = "What is the capital of France?") -> dict:
@@ -115,16 +117,24 @@ def _crowd(client_url: str, frozen: UpstreamProcess, crowd: int, probes: int = 1
                 loaded = [probe() for _ in range(probes)]
                 crowd_results = [future.result() for future in stuck]
             after = [_request(client, expert, False) for _ in range(probes)]
+            time.sleep(SETTLE_S)
+            settled = [_request(client, expert, False) for _ in range(probes)]
+            settled_quiet = [probe() for _ in range(probes)]
         finally:
             frozen.resume()
     quiet_p50, loaded_p50 = statistics.median(quiet), statistics.median(loaded)
     before = [r["s"] for r in crowd_results]
     skipped = [r["s"] for r in after if not r["called"]]
+    skipped_settled = [r["s"] for r in settled if not r["called"]]
+    settled_p50 = statistics.median(settled_quiet)
     return {"crowd": crowd, "probe_quiet_p50_ms": _p50_ms(quiet), "probe_under_crowd_p50_ms": _p50_ms(loaded),
             "probe_x_quiet": round(loaded_p50 / quiet_p50, 2),
             "crowd_outcomes": _row(crowd_results)["outcomes"],
             "breaker_before_p50_ms": _p50_ms(before), "breaker_after_p50_ms": _p50_ms(skipped),
-            "breaker_after_x_healthy": round(statistics.median(skipped) / quiet_p50, 2) if skipped else None}
+            "breaker_after_x_healthy": round(statistics.median(skipped) / quiet_p50, 2) if skipped else None,
+            "breaker_settled_p50_ms": _p50_ms(skipped_settled), "healthy_settled_p50_ms": _p50_ms(settled_quiet),
+            "breaker_settled_x_healthy": round(statistics.median(skipped_settled) / settled_p50, 2)
+            if skipped_settled else None}
 
 
 def measure(tries: int, crowd: int, scenarios: tuple[str, ...] | None = None) -> dict:
@@ -180,7 +190,10 @@ def format_lines(result: dict) -> list[str]:
                   f"p50 {crowd['probe_quiet_p50_ms']} ms quiet, {crowd['probe_under_crowd_p50_ms']} ms under the "
                   f"crowd ({crowd['probe_x_quiet']}x)",
                   f"  breaker: the frozen expert's task p50 {crowd['breaker_before_p50_ms']} ms before it opened, "
-                  f"{crowd['breaker_after_p50_ms']} ms after ({crowd['breaker_after_x_healthy']}x healthy)"]
+                  f"{crowd['breaker_after_p50_ms']} ms right after ({crowd['breaker_after_x_healthy']}x the quiet "
+                  f"healthy p50; every request is slower while the crowd's fallbacks drain), "
+                  f"{crowd['breaker_settled_p50_ms']} ms {SETTLE_S:g} s later against a healthy expert's "
+                  f"{crowd['healthy_settled_p50_ms']} ms ({crowd['breaker_settled_x_healthy']}x)"]
     return lines
 
 

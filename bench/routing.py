@@ -78,10 +78,7 @@ def floor_and_knn(data: Data, encoder, store, legacy_store, knn, pool, k: int, n
 
 def hot_path_costs(data: Data, store, collection, knn, pool, k: int, n: int) -> dict:
     """The pieces after the embedding, each on its own, from precomputed query vectors."""
-    from coe_router.nodes import make_classifier_node, make_router_node
-
     vectors = data.vectors[data.test[:n]]
-    classify, router = make_classifier_node(knn, pool.task_map.ranking), make_router_node(pool)
     store.search_vector(vectors[0], k)
     retrieved = [store.search_vector(v, k) for v in vectors]
     cols = {"count": [], "chroma_query": [], "store_search": [], "classify_route": []}
@@ -94,9 +91,7 @@ def hot_path_costs(data: Data, store, collection, knn, pool, k: int, n: int) -> 
             cols["chroma_query"].append(now() - start)
             start = now(); store.search_vector(v, k); cols["store_search"].append(now() - start)
             start = now()
-            state = {"query": "", "retrieved": found}
-            state.update(classify(state))
-            router(state)
+            pool.task_map.route(knn("", None, found).task)  # the public classifier and task map
             cols["classify_route"].append(now() - start)
     return {name: summary(values) for name, values in cols.items()}
 

@@ -1,0 +1,29 @@
+"""The routing decision alone: where a query would go, without asking any expert.
+
+It runs the compiled graph itself (intake, retriever, classifier, router: every step a served request takes)
+and stops at the router's update, so what it measures and returns is what the deployed graph decides; the
+benchmarks route through it, never through node functions, whose signatures are internal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coe_router.schema import RoutingDecision
+
+
+class NoDecisionError(RuntimeError):
+    """The graph ended or paused (human review) before its router decided."""
+
+
+def decide(graph, query: str | dict[str, Any], *, context: dict | None = None,
+           config: dict | None = None) -> RoutingDecision:
+    """The routing decision the single-shot `graph` makes for `query` (a text, or the graph's input dict)."""
+    inputs = {"query": query} if isinstance(query, str) else query
+    for update in graph.stream(inputs, config, context=context, stream_mode="updates"):
+        routed = update.get("router")
+        if routed:
+            return routed["decision"]
+        if "__interrupt__" in update:
+            raise NoDecisionError("the graph paused for human review before routing (persistence.review_unknown)")
+    raise NoDecisionError("the graph ended without a routing decision (a plan? decide() takes the single-shot graph)")
