@@ -18,6 +18,7 @@ from coe_router.errors import (
     ToolsUnsupportedError,
     TruncatedAnswerError,
 )
+from coe_router.routing.decide import NoDecisionError, decide
 from coe_router.schema import RetrievedExample, Route, RoutingDecision, TaskDecision
 
 __all__ = [
@@ -34,7 +35,9 @@ __all__ = [
     "RouterConfig",
     "RoutingDecision",
     "TaskDecision",
+    "NoDecisionError",
     "build_graph",
+    "decide",
     "load_config",
     "task_map_from_config",
 ]

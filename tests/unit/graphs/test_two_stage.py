@@ -90,3 +90,13 @@ def test_llm_classifier_graph_needs_no_store(tmp_path):
     models = {**fake_models(), "general-model": ScriptedChat(reply=lambda p: "***Task: code***", seen=[])}
     result = build_graph(config, models=models).invoke({"query": "anything"})
     assert result["decision"].task == "code" and result["decision"].retrieved == []
+
+
+def test_decide_gives_the_graphs_decision_without_asking_an_expert(config, store):
+    from coe_router import decide
+
+    models = {name: FailingChat() for name in fake_models()}  # any expert call would fail
+    graph = build_graph(config, models=models, store=store)
+    decision = decide(graph, "solve the equation 3x + 1 = 16 for x")
+    assert decision.task == "math" and decision.expert == "mathematician" and decision.retrieved
+    assert decide(graph, "solve 2x = 4", context={"expert": "coder"}).expert == "coder"
