@@ -4,14 +4,11 @@ budget, breaker and retries as a routed one (routing/fallback.py), with no fallb
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from langchain_core.runnables import RunnableConfig
 
 from coe_router.graphs.state import RouterState, read
 from coe_router.routing.expert_call import aask_expert, ask_expert, with_context
-from coe_router.routing.fallback import RouteWalk, RequestCancelled
+from coe_router.routing.fallback import RouteWalk
 from coe_router.routing.pool import ExpertPool
 from coe_router.schema import Consultation
 
@@ -24,50 +21,28 @@ def make_consult_node(pool: ExpertPool):
         record = Consultation(expert=name, task=decision.task, rank=state["consult_rank"])
         question = with_context(state["query"], state.get("context"))
 
-        def request(attempt) -> tuple[tuple, dict]:
-            args = (name, attempt.spec, attempt.model, question, state.get("options"), decision.task,
-                    {"fanout_rank": record.rank, "task_map_version": decision.task_map_version})
-            return args, {"conversation": state.get("messages") or [], "sampling": state.get("sampling"),
-                          "attempt": attempt}
+        def arguments(attempt) -> dict:
+            return {"name": name, "spec": attempt.spec, "model": attempt.model, "question": question,
+                    "options": state.get("options"), "task": decision.task,
+                    "run_metadata": {"fanout_rank": record.rank, "task_map_version": decision.task_map_version},
+                    "conversation": state.get("messages") or [], "sampling": state.get("sampling"),
+                    "attempt": attempt}
 
-        return RouteWalk(pool, [name], config), record, request
+        return RouteWalk(pool, [name], config), record, arguments
 
-    def outcome(walk: RouteWalk, record: Consultation, answer=None) -> dict:
-        if answer is None:
+    def outcome(walk: RouteWalk, record: Consultation, found) -> dict:
+        if found is None:
             why = walk.errors.get(record.expert) or str(walk.error())
             return {"consultations": [record.model_copy(update={"error": why})]}
+        answer = found[1]
         return {"consultations": [record.model_copy(update={"answer": answer.text, "choice": answer.choice})]}
 
     def consult(state: RouterState, config: RunnableConfig) -> dict:
-        walk, record, request = start(state, config)
-        while (attempt := walk.next()) is not None:
-            args, kwargs = request(attempt)
-            try:
-                answer = ask_expert(*args, **kwargs)
-            except RequestCancelled:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one expert's failure must not sink the others
-                if (wait := walk.failed(attempt, exc)) is not None:
-                    time.sleep(wait)
-                continue
-            walk.succeeded(attempt)
-            return outcome(walk, record, answer)
-        return outcome(walk, record)
+        walk, record, arguments = start(state, config)
+        return outcome(walk, record, walk.run(lambda attempt: ask_expert(**arguments(attempt))))
 
     async def aconsult(state: RouterState, config: RunnableConfig) -> dict:
-        walk, record, request = start(state, config)
-        while (attempt := walk.next()) is not None:
-            args, kwargs = request(attempt)
-            try:
-                answer = await aask_expert(*args, **kwargs)
-            except RequestCancelled:
-                raise
-            except Exception as exc:  # noqa: BLE001 - one expert's failure must not sink the others
-                if (wait := walk.failed(attempt, exc)) is not None:
-                    await asyncio.sleep(wait)
-                continue
-            walk.succeeded(attempt)
-            return outcome(walk, record, answer)
-        return outcome(walk, record)
+        walk, record, arguments = start(state, config)
+        return outcome(walk, record, await walk.arun(lambda attempt: aask_expert(**arguments(attempt))))
 
     return sync_and_async("consult", consult, aconsult)

@@ -7,9 +7,6 @@ event loop, never one of the threads that every other request needs.
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from langchain_core.runnables import RunnableConfig
 
 from coe_router.graphs.state import RouterState, read
@@ -43,47 +40,34 @@ def make_expert_node(pool: ExpertPool):
         walk = RouteWalk(pool, [route.expert, *route.fallbacks], config)
         question = with_context(state["query"], state.get("context"))
 
-        def request(attempt) -> tuple[tuple, dict]:
-            args = (attempt.expert, attempt.spec, attempt.model, question, state.get("options"), decision.task,
-                    _trace_metadata(decision, walk.errors))
-            return args, {"conversation": state.get("messages") or [], "tools": state.get("tools"),
-                          "tool_choice": state.get("tool_choice"), "sampling": state.get("sampling"),
-                          "answer_path": True, "attempt": attempt}
+        def arguments(attempt) -> dict:
+            """ask_expert's arguments for this attempt (the same for its async twin)."""
+            return {"name": attempt.expert, "spec": attempt.spec, "model": attempt.model, "question": question,
+                    "options": state.get("options"), "task": decision.task,
+                    "run_metadata": _trace_metadata(decision, walk.errors),
+                    "conversation": state.get("messages") or [], "tools": state.get("tools"),
+                    "tool_choice": state.get("tool_choice"), "sampling": state.get("sampling"),
+                    "answer_path": True, "attempt": attempt}
 
-        return walk, decision, request
+        return walk, decision, arguments
 
-    def done(walk, decision, attempt, answer, config) -> dict:
+    def done(walk, decision, found, config) -> dict:
+        if found is None:
+            raise walk.error()
+        attempt, answer = found
         final = decision.model_copy(update=walk_result(walk, attempt))
         annotate_router_run(config, final)
         return {"answer": answer.text, "choice": answer.choice, "decision": final,
                 "messages": [answer_message(answer.text, final, answer.message)]}
 
     def expert(state: RouterState, config: RunnableConfig) -> dict:
-        walk, decision, request = start(state, config)
-        while (attempt := walk.next()) is not None:
-            args, kwargs = request(attempt)
-            try:
-                answer = ask_expert(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
-                if (wait := walk.failed(attempt, exc)) is not None:
-                    time.sleep(wait)
-                continue
-            walk.succeeded(attempt)
-            return done(walk, decision, attempt, answer, config)
-        raise walk.error()
+        walk, decision, arguments = start(state, config)
+        found = walk.run(lambda attempt: ask_expert(**arguments(attempt)))
+        return done(walk, decision, found, config)
 
     async def aexpert(state: RouterState, config: RunnableConfig) -> dict:
-        walk, decision, request = start(state, config)
-        while (attempt := walk.next()) is not None:
-            args, kwargs = request(attempt)
-            try:
-                answer = await aask_expert(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
-                if (wait := walk.failed(attempt, exc)) is not None:
-                    await asyncio.sleep(wait)
-                continue
-            walk.succeeded(attempt)
-            return done(walk, decision, attempt, answer, config)
-        raise walk.error()
+        walk, decision, arguments = start(state, config)
+        found = await walk.arun(lambda attempt: aask_expert(**arguments(attempt)))
+        return done(walk, decision, found, config)
 
     return sync_and_async("expert", expert, aexpert)

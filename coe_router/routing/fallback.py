@@ -7,14 +7,16 @@ so the failure is raised as `AnswerInterruptedError`, naming the expert and why.
 known from the run's callbacks: LangGraph's `stream_mode="messages"` (and `astream_events`) listen to model
 tokens through a streaming callback handler.
 
-`RouteWalk` holds the policy, shared by the sync and async expert nodes, which only differ in how they wait.
+`RouteWalk` holds the policy, shared by the sync and async nodes (`run` and `arun` differ only in how they
+wait).
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,6 +212,32 @@ class RouteWalk:
             return None
         self._retry = attempt
         return wait
+
+    def run(self, ask: Callable[[Attempt], Any]) -> tuple[Attempt, Any] | None:
+        """Walk the route with `ask(attempt)` (sync): the attempt that answered and its answer, or None."""
+        while (attempt := self.next()) is not None:
+            try:
+                answer = ask(attempt)
+            except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
+                if (wait := self.failed(attempt, exc)) is not None:
+                    time.sleep(wait)
+                continue
+            self.succeeded(attempt)
+            return attempt, answer
+        return None
+
+    async def arun(self, ask: Callable[[Attempt], Awaitable[Any]]) -> tuple[Attempt, Any] | None:
+        """`run` on the event loop: waits are `asyncio.sleep`, a hung attempt holds no thread."""
+        while (attempt := self.next()) is not None:
+            try:
+                answer = await ask(attempt)
+            except Exception as exc:  # noqa: BLE001 - any failure of one expert moves on to the next
+                if (wait := self.failed(attempt, exc)) is not None:
+                    await asyncio.sleep(wait)
+                continue
+            self.succeeded(attempt)
+            return attempt, answer
+        return None
 
     def succeeded(self, attempt: Attempt) -> None:
         self.pool.breakers.of(attempt.spec.model).succeeded()
