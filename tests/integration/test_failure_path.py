@@ -253,3 +253,53 @@ def test_a_postgres_outage_is_503s_with_retry_after_and_recovers_by_itself(upstr
     finally:
         server.cleanup()
         shutil.rmtree(data, ignore_errors=True)
+
+
+# -- every shape: fan-out refine, planned steps, the synthesizer --------------------------------------------------
+
+
+def _shape_graph(upstream, tmp_path, **overrides):
+    import yaml
+
+    def model(behaviour: str) -> dict:
+        return {"provider": "openai", "model": behaviour, "base_url": upstream.url}
+
+    data = {"models": {"m-math": model("say:x cubed over three"), "m-code": model("say:def cube(x): return x ** 3"),
+                       "m-partial": model("partial:3"), "m-plan": model("plan"), "m-synth": model("say:both done")},
+            "tasks": {"math": "maths", "code": "programming"},
+            "experts": {"mathematician": {"model": "m-math", "style": "plain"},
+                        "coder": {"model": "m-code", "style": "plain"},
+                        "flaky": {"model": "m-partial", "style": "plain"}},
+            "task_map": {"math": ["flaky", "mathematician"], "code": ["coder", "mathematician"]},
+            "classifier": {"kind": "rules", "rules": {"math": ["integral"], "code": ["python", "function"]}},
+            **overrides}
+    path = tmp_path / "shapes.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return build_graph(load_config(path))
+
+
+def test_a_fanout_refine_that_breaks_mid_stream_is_named_and_an_invisible_one_keeps_the_best_answer(upstream,
+                                                                                                     tmp_path):
+    graph = _shape_graph(upstream, tmp_path, fanout=2, task_map={"math": ["mathematician", "coder"]},
+                         planner={"model": "m-plan", "synthesizer_model": "m-partial"})
+    router = CoERouterChatModel.from_graph(graph)
+    with pytest.raises(AnswerInterruptedError) as interrupted:
+        for _ in router.stream("the integral of x squared"):
+            pass
+    assert interrupted.value.expert == "aggregator"
+    reply = router.invoke("the integral of x squared")
+    decision = reply.response_metadata["coe"]
+    assert reply.content == "x cubed over three" and decision["aggregation"] == "best-ranked answer (refine failed)"
+    assert "TruncatedAnswerError" in decision["errors"]["aggregator"]
+
+
+def test_a_planned_step_whose_expert_breaks_mid_stream_is_named_never_spliced(upstream, tmp_path):
+    graph = _shape_graph(upstream, tmp_path, mode="plan", planner={"model": "m-plan", "synthesizer_model": "m-synth"})
+    router = CoERouterChatModel.from_graph(graph)
+    received = []
+    with pytest.raises(AnswerInterruptedError) as interrupted:
+        for chunk in router.stream("the integral of x squared, then a python function"):
+            received.append(chunk.text)
+    assert interrupted.value.expert == "flaky" and "x cubed" not in "".join(received)
+    result = graph.invoke({"query": "the integral of x squared, then a python function"})  # not streamed
+    assert result["answer"] == "both done"
