@@ -135,8 +135,12 @@ def retry_after_s(exc: BaseException) -> float | None:
     try:
         return max(float(value), 0.0)
     except ValueError:
+        pass
+    try:
         when = email.utils.parsedate_to_datetime(value)
-        return max(when.timestamp() - time.time(), 0.0) if when else None
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _transient(exc: BaseException) -> bool:
@@ -163,6 +167,7 @@ class RouteWalk:
         self.seen_by_caller = streams_to_caller(config)
         self.errors: dict[str, str] = {}
         self.failures: dict[str, Exception] = {}
+        self.cooling: list[str] = []  # models skipped by their open breaker
         self._retry: Attempt | None = None
 
     def next(self) -> Attempt | None:
@@ -178,6 +183,7 @@ class RouteWalk:
                 continue
             if not self.pool.breakers.of(spec.model).admit():
                 self.errors[name] = COOLING_DOWN
+                self.cooling.append(spec.model)
                 continue
             return self._attempt(name, spec, model, 1)
         return None
@@ -251,8 +257,7 @@ class RouteWalk:
     def error(self) -> Exception:
         """The error for a route on which no expert answered."""
         if self.errors and all(why == COOLING_DOWN for why in self.errors.values()):
-            breakers = self.pool.breakers.snapshot()
-            waits = [view.get("retry_in_s", 0.0) for view in breakers.values() if view["state"] != "closed"]
+            waits = [self.pool.breakers.of(model).snapshot().get("retry_in_s", 0.0) for model in self.cooling]
             return ExpertsUnavailableError(dict(self.errors), max(min(waits, default=1.0), 1.0))
         return no_expert_could(self.failures, self.errors)
 

@@ -106,11 +106,10 @@ def failure_response(exc: BaseException, param: str | None = None) -> JSONRespon
         headers["retry-after"] = str(math.ceil(exc.retry_after_s))
     if code == "persistence_unavailable":
         headers["retry-after"] = str(PERSISTENCE_RETRY_AFTER_S)
-    if status >= 500 and code not in ("experts_failed", "experts_unavailable"):
-        log.error("%s %s: %s", status, code, redact(f"{type(exc).__name__}: {exc}"),
-                  exc_info=None if code == "persistence_unavailable" else exc)
-    if code == "persistence_unavailable":
-        log.error("the thread store is unavailable: %s (cause: %r)", redact(str(exc)), exc.__cause__)
+        log.error("the thread store is unavailable: %s (cause: %r)", redact(f"{type(exc).__name__}: {exc}"),
+                  exc.__cause__ or exc.__context__)
+    elif status >= 500 and code not in ("experts_failed", "experts_unavailable", "expert_interrupted"):
+        log.error("%s %s: %s", status, code, redact(f"{type(exc).__name__}: {exc}"), exc_info=exc)
     return error_response(status, message, code, param, headers)
 
 
