@@ -9,7 +9,7 @@
 
 from coe_router.builder import build_graph, task_map_from_config
 from coe_router.chat_model import CoERouterChatModel
-from coe_router.config import ConfigError, RouterConfig, load_config
+from coe_router.config import ConfigError, ExpertSpec, RouterConfig, load_config
 from coe_router.errors import (
     AnswerInterruptedError,
     ExpertsFailedError,
@@ -30,6 +30,7 @@ __all__ = [
     "QueryTooLongError",
     "ToolsUnsupportedError",
     "ConfigError",
+    "ExpertSpec",
     "RetrievedExample",
     "Route",
     "RouterConfig",

@@ -8,7 +8,6 @@ config edit: nothing is retrained (the point of CoE-Ops' LLM classifier).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Literal, Union
 from urllib.parse import urlsplit
@@ -16,6 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from coe_router.defaults import MAX_QUERY_CHARS, UNKNOWN_TASK
+from coe_router.routing.classifiers import compile_rule
 from coe_router.routing.query_router import KnnRouterParams
 
 
@@ -87,10 +87,15 @@ class ExpertSpec(_Strict):
 
 
 def _compiles(pattern: str) -> str:
+    """Rules run on RE2 (linear time, routing/classifiers.py): a pattern it cannot run is refused here."""
+    import re2
+
     try:
-        re.compile(pattern)
-    except (re.error, OverflowError, RecursionError, ValueError) as exc:  # the last three for absurd patterns
-        raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+        compile_rule(pattern)
+    except (re2.error, OverflowError, RecursionError, ValueError, TypeError) as exc:
+        why = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(f"bad regular expression {pattern!r} for the linear-time RE2 engine (no lookarounds "
+                         f"or backreferences): {why}") from None
     return pattern
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections import defaultdict
 from typing import Protocol, Sequence
 
@@ -141,17 +140,26 @@ class HybridClassifier:
         return self.llm(query, options, retrieved).model_copy(update={"source": "hybrid:llm"})
 
 
+def compile_rule(pattern: str):
+    """A gating rule, case-insensitive, on the linear-time RE2 engine; `re2.error` for what RE2 cannot run
+    (lookarounds, backreferences)."""
+    import re2
+
+    return re2.compile(f"(?i){pattern}")
+
+
 class RulesClassifier:
     """CCoE rule-based gating: a task matches when any of its regular expressions is found in the query.
 
     Deterministic and traceable; every matched task is returned (`tasks`), so the router can consult the best
-    expert of each. No match is "unknown".
+    expert of each. No match is "unknown". Patterns run on RE2 (google-re2), whose matching time is linear in the
+    query: a rule like `^(a+)+$` cannot freeze the service the way a backtracking engine lets it.
     """
 
     kind = "rules"
 
     def __init__(self, rules: dict[str, list[str]]):
-        self.rules = {task: [re.compile(p, re.IGNORECASE) for p in patterns] for task, patterns in rules.items()}
+        self.rules = {task: [compile_rule(p) for p in patterns] for task, patterns in rules.items()}
 
     def with_threshold(self, threshold: float) -> "RulesClassifier":
         raise ValueError("classifier kind 'rules' has no confidence threshold")

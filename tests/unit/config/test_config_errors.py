@@ -162,6 +162,8 @@ CASES = [
     Case("rules kind without rules", "classifier.rules", overrides={"classifier": {"kind": "rules"}}),
     Case("invalid regex in rules", "classifier.rules.math.1",
          overrides={"classifier": {"kind": "rules", "rules": {"math": ["\\d+", "(unclosed"]}}}),
+    Case("a lookahead RE2 cannot run in linear time", "classifier.rules.math.0",
+         overrides={"classifier": {"kind": "rules", "rules": {"math": ["(?=integral)"]}}}),
     Case("rules for a missing task", "classifier.rules.astrology",
          overrides={"classifier": {"kind": "rules", "rules": {"astrology": ["stars"]}}}),
     # Persistence.

@@ -91,3 +91,17 @@ def test_parse_task(text, task):
 def test_prompt_3_lists_examples_with_their_tasks():
     prompt = format_classifier_prompt(TASKS, "q?", None, [("what is 2+2", "math")])
     assert '- "what is 2+2" -> ***Task: math***' in prompt
+
+
+def test_a_catastrophic_rule_runs_in_linear_time():
+    """`^(a+)+$` on a non-matching query: a backtracking engine doubles its work with each extra character (37 s
+    at 30 characters); on RE2 even 100,000 characters are immediate."""
+    import time
+
+    from coe_router.routing.classifiers import RulesClassifier
+
+    rules = RulesClassifier({"math": ["^(a+)+$"], "code": ["python"]})
+    started = time.monotonic()
+    decision = rules("a" * 100_000 + "!", None, [])
+    assert decision.task == "unknown" and time.monotonic() - started < 1.0
+    assert rules("Write PYTHON code", None, []).task == "code"  # still case-insensitive
