@@ -38,6 +38,34 @@ def read_jsonl(path: str | Path, *, skip_torn: bool = False) -> Iterator[tuple[i
             yield number, row
 
 
+def repair_torn_tail(path: str | Path) -> int:
+    """Cut an append-only journal back to its last complete line (a kill mid-write leaves a fragment, and the next
+    append would be glued onto it, making both records unreadable); returns the bytes dropped. The dropped record
+    never finished, so its work is simply done again."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with path.open("rb+") as handle:
+        size = handle.seek(0, 2)
+        if size == 0:
+            return 0
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return 0
+        keep = size
+        while keep > 0:  # back to the byte after the last newline, a block at a time
+            start = max(keep - 65536, 0)
+            handle.seek(start)
+            block = handle.read(keep - start)
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            keep = start
+        handle.truncate(keep)
+        return size - keep
+
+
 def require(row: dict, fields: tuple[str, ...], path: str | Path, number: int, error: type[ValueError] = JsonlError) -> None:
     """Raise `error` naming the file, the line and the missing fields unless `row` has all of `fields`."""
     missing = [name for name in fields if name not in row]

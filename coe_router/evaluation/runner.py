@@ -26,7 +26,7 @@ from typing import Callable, Iterable
 
 from pydantic import BaseModel
 
-from coe_router.jsonl import JsonlError, read_jsonl, require
+from coe_router.jsonl import JsonlError, read_jsonl, repair_torn_tail, require
 from coe_router.routing.expert_call import EmptyAnswerError, ask_expert
 from coe_router.routing.pool import ExpertPool
 
@@ -54,12 +54,14 @@ def read_mc_questions(path: str | Path, limit: int | None = None) -> list[MCQues
 
 
 class Journal:
-    """Append-only record of finished (question, expert) pairs; a torn last line (a kill mid-write) is ignored."""
+    """Append-only record of finished (question, expert) pairs; a torn last line (a kill mid-write) is cut off
+    before anything is appended, so that pair is asked again and the next record starts on a line of its own."""
 
     def __init__(self, path: Path):
         self.path = path
         self.lock = threading.Lock()
         self.done: dict[tuple[str, str], int] = {}
+        repair_torn_tail(path)
         if path.exists():
             for _, row in read_jsonl(path, skip_torn=True):
                 try:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coe_router.defaults import UNKNOWN_TASK
+from coe_router.jsonl import repair_torn_tail
 
 
 class FeedbackError(ValueError):
@@ -36,6 +37,8 @@ class FeedbackRecorder:
         self.pool = graph.pool
         self.query_router = getattr(graph, "query_router", None)
         self.journal = Path(journal).expanduser() if journal else None
+        if self.journal is not None:
+            repair_torn_tail(self.journal)  # a crash mid-append: the next record must not be glued onto it
         self.remember = remember
         self._served: OrderedDict[str, ServedAnswer] = OrderedDict()
         self._lock = threading.Lock()

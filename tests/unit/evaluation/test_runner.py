@@ -102,6 +102,19 @@ def test_torn_journal_line_is_ignored(tmp_path):
     assert Journal(journal).done == {("1", "a"): 1}
 
 
+def test_a_resume_after_a_torn_line_appends_a_readable_record_and_asks_the_torn_pair_again(tmp_path):
+    from coe_router.jsonl import read_jsonl
+
+    journal = tmp_path / "j.jsonl"
+    journal.write_text('{"question_id": "1", "expert": "a", "correct": 1}\n{"question_id": "10523", "expe')
+    resumed = Journal(journal)
+    assert ("10523", "a") not in resumed.done
+    resumed.record("10523", "a", 0, "B")
+    rows = [row for _, row in read_jsonl(journal)]  # strict: every line parses
+    assert [(r["question_id"], r["correct"]) for r in rows] == [("1", 1), ("10523", 0)]
+    assert Journal(journal).done == {("1", "a"): 1, ("10523", "a"): 0}
+
+
 def test_questions_without_options_are_rejected(tmp_path):
     path = tmp_path / "open.jsonl"
     path.write_text(json.dumps({"question_id": 1, "category": "x", "question": "why?"}) + "\n")
