@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import re
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -152,8 +153,21 @@ def _transient(exc: BaseException) -> bool:
     return "Connection" in name and "Timeout" not in name
 
 
+_SHORT_CODE = re.compile(r"[A-Za-z0-9_.-]{1,40}")
+
+
 def describe(exc: BaseException) -> str:
-    return redact(f"{type(exc).__name__}: {exc}")
+    """Why an attempt failed, for decisions, errors and logs. An upstream's error body never passes through (it
+    may echo the caller's key in forms no redaction knows: URL-encoded, base64, cut): its HTTP status and, when it
+    is a short identifier, its error code."""
+    status, body = status_of(exc), getattr(exc, "body", None)
+    if status is None and not isinstance(body, dict):  # not an upstream's answer: our own or the transport's words
+        return redact(f"{type(exc).__name__}: {exc}")
+    body = body.get("error", body) if isinstance(body, dict) else None
+    code = next((str(body[key]) for key in ("code", "type") if isinstance(body, dict) and body.get(key)), "")
+    short = f" ({code})" if _SHORT_CODE.fullmatch(code) else ""
+    said = f"answered HTTP {status}" if status is not None else "sent an error event"
+    return redact(f"{type(exc).__name__}: the upstream {said}{short}")
 
 
 class RouteWalk:

@@ -169,3 +169,26 @@ def test_a_failure_after_tokens_reached_the_caller_is_raised_not_fallen_back():
     attempt.token()
     cut = TruncatedAnswerError("no finish reason")
     assert hidden.failed(attempt, cut) is None and hidden.next().expert == "b"
+
+
+def test_an_upstream_error_body_never_passes_through_in_any_form():
+    import base64
+    import urllib.parse
+
+    import openai
+
+    from coe_router.routing.fallback import describe
+
+    key = "sk-live-" + "Ab3" * 10
+    echoes = f"{key} {urllib.parse.quote(key)} {base64.b64encode(key.encode()).decode()} {key.upper()} {key[:20]}"
+    response = httpx.Response(401, request=httpx.Request("POST", "http://x/v1/chat"))
+    error = openai.AuthenticationError(f"Incorrect API key provided: {echoes}", response=response,
+                                       body={"error": {"message": echoes, "code": "invalid_api_key"}})
+    why = describe(error)
+    assert why == "AuthenticationError: the upstream answered HTTP 401 (invalid_api_key)"
+    odd = openai.InternalServerError("boom", response=httpx.Response(500, request=response.request),
+                                     body={"error": {"message": "x", "code": echoes}})
+    assert describe(odd) == "InternalServerError: the upstream answered HTTP 500"
+    mid_stream = openai.APIError("overloaded " + key, request=response.request,
+                                 body={"message": "overloaded " + key, "code": 500})
+    assert describe(mid_stream) == "APIError: the upstream sent an error event (500)"
