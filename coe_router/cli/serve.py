@@ -56,7 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
         encoder = BatchingEncoder(sentence_encoder, workers=sentence_encoder.workers)  # one batch per encoder thread
     app = create_app(served_from_config(config, encoder), token_env=args.token_env,
                      max_query_chars=config.limits.max_query_chars, deadline_s=args.deadline_s,
-                     stream_idle_s=args.stream_idle_s)
+                     stream_idle_s=args.stream_idle_s, max_body_bytes=args.max_body_bytes,
+                     body_timeout_s=args.body_timeout_s)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -74,4 +75,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                        help="longest a request may take, across attempts and fallbacks (504 after it)")
     serve.add_argument("--stream-idle-s", type=float, default=30.0,
                        help="longest a stream may stay silent before it ends with an error event")
+    serve.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024,
+                       help="largest request body accepted (413 over it, before any work; default 4 MiB)")
+    serve.add_argument("--body-timeout-s", type=float, default=30.0,
+                       help="longest a client may take to send its request body (408 after it)")
     serve.set_defaults(run=_serve)

@@ -33,6 +33,11 @@ class QueryTooLongError(InvalidQueryError):
 _DECLARED: dict[int, tuple[weakref.ref, int]] = {}
 
 
+MAX_CHARS_PER_TOKEN = 16
+"""No tokenizer packs more characters than this into a token on real text, so a longer prompt is refused without
+tokenizing it (a 10 MB message took a minute of CPU to count before its 400)."""
+
+
 def declare_window(model: BaseChatModel, tokens: int) -> None:
     """Record the context window of an endpoint's model (config `models.<name>.context_window`)."""
     _DECLARED[id(model)] = (weakref.ref(model), tokens)
@@ -67,6 +72,10 @@ def check_fits(name: str, model: BaseChatModel, messages: Sequence[BaseMessage],
     window = window_of(model)
     if window is None:
         return
+    chars = sum(len(message.text) for message in messages)
+    if chars > window * MAX_CHARS_PER_TOKEN:  # cannot fit whatever the tokenizer says: no need to run it
+        raise ContextWindowError(f"expert {name!r}: the prompt has {chars} characters, more than any tokenizer "
+                                 f"fits in its context window of {window} tokens")
     needed = count_tokens(model, messages)
     if needed + answer_tokens > window:
         raise ContextWindowError(f"expert {name!r}: the prompt needs {needed} tokens and the answer up to "

@@ -48,6 +48,7 @@ from coe_router.persistence import is_persistence_outage
 from coe_router.redact import redact
 from coe_router.routing.feedback import FeedbackError
 from coe_router.serve.auth import authorized, needs_token
+from coe_router.serve.limits import BodyLimits
 from coe_router.serve.menu import Served
 from coe_router.serve.protocol import ChatRequest, ProtocolError, completion, dumps, new_completion_id
 from coe_router.serve.streaming import (
@@ -64,6 +65,7 @@ from coe_router.serve.streaming import (
 
 ServedFactory = Callable[[], AsyncContextManager[Served]]
 PERSISTENCE_RETRY_AFTER_S = 5
+MAX_BODY_BYTES = 4 * 1024 * 1024
 log = logging.getLogger("coe_router.serve")
 
 
@@ -140,12 +142,13 @@ def _as_factory(served: Served | Any | ServedFactory) -> ServedFactory:
 
 def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = "COE_API_TOKEN",
                max_query_chars: int = MAX_QUERY_CHARS, deadline_s: float = 120.0, stream_idle_s: float = 30.0,
-               workers: int = 64) -> FastAPI:
+               workers: int = 64, max_body_bytes: int = MAX_BODY_BYTES, body_timeout_s: float = 30.0) -> FastAPI:
     """The service for a compiled graph, a `Served` set of graphs, or an async context manager that builds one
     (so an async checkpointer opens on the server's event loop). With `$token_env` set, every path but /healthz
     needs `Authorization: Bearer ...` (/docs and /openapi.json too). `deadline_s` bounds a request across attempts
-    and fallbacks; `stream_idle_s` a stream's silence; `workers` threads run the graph's synchronous nodes, so a
-    hung expert holds one thread, not the service."""
+    and fallbacks; `stream_idle_s` a stream's silence; `workers` threads run the graph's synchronous nodes (the
+    experts are async); a body over `max_body_bytes` is a 413 and one not received within `body_timeout_s` a
+    408, before any work (serve/limits.py)."""
     token = os.environ.get(token_env) if token_env else None
     factory = _as_factory(served)
 
@@ -160,6 +163,7 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="coe-router", version="0.2.0", lifespan=lifespan, default_response_class=WireJSONResponse)
+    app.add_middleware(BodyLimits, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
 
     @app.exception_handler(ProtocolError)
     async def _protocol_error(_: Request, exc: ProtocolError):

@@ -303,3 +303,43 @@ def test_a_planned_step_whose_expert_breaks_mid_stream_is_named_never_spliced(up
     assert interrupted.value.expert == "flaky" and "x cubed" not in "".join(received)
     result = graph.invoke({"query": "the integral of x squared, then a python function"})  # not streamed
     assert result["answer"] == "both done"
+
+
+# -- hostile bodies -------------------------------------------------------------------------------------------------
+
+
+def test_a_huge_body_is_a_413_before_any_work(service, upstream):
+    import socket
+
+    before = len(upstream.requests)
+    huge = {"model": "coe/healthy", "messages": [{"role": "system", "content": "x" * 10_000_000},
+                                                 {"role": "user", "content": "hi"}]}
+    started = time.monotonic()
+    response = httpx.post(f"{service.url}/v1/chat/completions", json=huge, timeout=60)
+    assert response.status_code == 413 and time.monotonic() - started < 5
+    assert response.json()["error"]["code"] == "request_too_large"
+    assert "--max-body-bytes" in response.json()["error"]["message"]
+    with socket.create_connection(("127.0.0.1", service.port)) as raw:  # chunked, no Content-Length to trust
+        raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                    b"transfer-encoding: chunked\r\n\r\n")
+        piece = b"x" * 1_000_000
+        for _ in range(5):
+            raw.sendall(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+        raw.settimeout(10)
+        assert b" 413 " in raw.recv(4096).split(b"\r\n")[0] + b" "
+    assert len(upstream.requests) == before
+
+
+def test_a_body_that_never_arrives_is_a_408(upstream, tmp_path):
+    import socket
+
+    with CoeServe(config(upstream.url), tmp_path, "slow-body",
+                  args=("--token-env", "COE_TEST_NO_TOKEN", "--body-timeout-s", "1")) as slow:
+        with socket.create_connection(("127.0.0.1", slow.port)) as raw:
+            raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                        b"content-length: 1000\r\n\r\n{\"model\": ")  # promises 1000 bytes, sends 10
+            raw.settimeout(10)
+            started = time.monotonic()
+            status_line = raw.recv(4096).split(b"\r\n")[0]
+            assert b"408" in status_line and time.monotonic() - started < 5
+        assert httpx.get(f"{slow.url}/healthz", timeout=5).status_code == 200
