@@ -23,11 +23,19 @@ from coe_router.tracing.annotations import annotate_router_run
 
 
 def review_error(task_map: TaskMap, choice: object) -> str | None:
-    """Why a review answer cannot be used (None when it can): it must name a task or an expert of the map."""
-    if isinstance(choice, dict) and (choice.get("expert") in task_map.experts() or choice.get("task") in task_map.ranking):
-        return None
-    return (f"review answer must be {{'task': one of {sorted(task_map.ranking)}}} or "
-            f"{{'expert': one of {task_map.experts()}}}, got {choice!r}")
+    """Why a review answer cannot be used (None when it can): it must name a task or an expert of the map, and
+    whatever else it names must exist too (`{"task": "math", "expert": "ghost"}` is refused, not half-used)."""
+    usage = (f"review answer must be {{'task': one of {sorted(task_map.ranking)}}} or "
+             f"{{'expert': one of {task_map.experts()}}}, got {choice!r}")
+    if not isinstance(choice, dict) or not ({"task", "expert"} & set(choice)):
+        return usage
+    if set(choice) - {"task", "expert"}:
+        return f"review answer takes only 'task' and 'expert', got {sorted(set(choice) - {'task', 'expert'})}"
+    if "expert" in choice and choice["expert"] not in task_map.experts():
+        return f"no expert {choice['expert']!r}: {usage}"
+    if "task" in choice and choice["task"] not in task_map.ranking:
+        return f"no task {choice['task']!r}: {usage}"
+    return None
 
 
 def _human_review(task_map: TaskMap, state: RouterState, task: TaskDecision) -> tuple[TaskDecision, Route]:

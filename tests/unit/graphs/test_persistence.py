@@ -63,6 +63,18 @@ def test_a_wrong_review_answer_pauses_again_and_the_thread_stays_resumable(tmp_p
     assert result["decision"].expert == "coder" and result["answer"] == "answer from code-model"
 
 
+def test_a_review_answer_naming_an_unknown_expert_is_refused_not_half_used(tmp_path, store):
+    graph = build_graph(review_config(tmp_path, "memory"), models=models(), store=store)
+    thread = {"configurable": {"thread_id": "t-9"}}
+    graph.invoke({"query": "zzz qqq"}, thread)
+    again = graph.invoke(Command(resume={"task": "math", "expert": "ghost"}), thread)
+    assert "no expert 'ghost'" in again["__interrupt__"][0].value["error"]
+    extra = graph.invoke(Command(resume={"task": "math", "because": "x"}), thread)
+    assert "only 'task' and 'expert'" in extra["__interrupt__"][0].value["error"]
+    result = graph.invoke(Command(resume={"task": "code", "expert": "coder"}), thread)
+    assert result["decision"].expert == "coder"
+
+
 def test_sqlite_checkpoints_load_router_types_without_warnings(tmp_path, store, caplog):
     graph = build_graph(review_config(tmp_path), models=models(), store=store)
     thread = {"configurable": {"thread_id": "t-5"}}
