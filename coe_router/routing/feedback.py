@@ -31,7 +31,10 @@ class ServedAnswer:
 
 
 class FeedbackRecorder:
-    """Remembers the last `remember` served answers by completion id and turns scores on them into outcomes."""
+    """Remembers the last `remember` served answers by completion id and turns scores on them into outcomes.
+
+    One score per served answer: a repeat replaces the earlier one (in the task map and the knn memory alike), so
+    one completion moves the router by at most one observation however often it is posted."""
 
     def __init__(self, graph, journal: str | Path | None = None, remember: int = 10_000):
         self.pool = graph.pool
@@ -41,13 +44,15 @@ class FeedbackRecorder:
             repair_torn_tail(self.journal)  # a crash mid-append: the next record must not be glued onto it
         self.remember = remember
         self._served: OrderedDict[str, ServedAnswer] = OrderedDict()
+        self._scored: dict[str, tuple[float, int | None]] = {}  # completion id -> (its score, its knn memory row)
         self._lock = threading.Lock()
 
     def served(self, completion_id: str, query: str, task: str, expert: str) -> None:
         with self._lock:
             self._served[completion_id] = ServedAnswer(query, task, expert)
             while len(self._served) > self.remember:
-                self._served.popitem(last=False)
+                gone, _ = self._served.popitem(last=False)
+                self._scored.pop(gone, None)
 
     def record(self, completion_id: str, score: float) -> ServedAnswer:
         """Apply a score (1 = right, 0 = wrong, graded in between) to a served answer; returns what it scored."""
@@ -55,13 +60,15 @@ class FeedbackRecorder:
             raise FeedbackError(f"score must be a number in [0, 1], got {score!r}")
         with self._lock:
             answer = self._served.get(completion_id)
-        if answer is None:
-            raise FeedbackError(f"no served answer with id {completion_id!r} (unknown, or older than the last "
-                                f"{self.remember} answers)")
-        if answer.task != UNKNOWN_TASK:
-            self.pool.record_outcome(answer.task, answer.expert, float(score))
-        if self.query_router is not None:
-            self.query_router.record(answer.query, answer.expert, float(score), answer.task)
+            if answer is None:
+                raise FeedbackError(f"no served answer with id {completion_id!r} (unknown, or older than the last "
+                                    f"{self.remember} answers)")
+            earlier, row = self._scored.get(completion_id, (None, None))
+            if answer.task != UNKNOWN_TASK:
+                self.pool.record_outcome(answer.task, answer.expert, float(score), replaces=earlier)
+            if self.query_router is not None and (earlier is None or row is not None):
+                row = self.query_router.record(answer.query, answer.expert, float(score), answer.task, replaces=row)
+            self._scored[completion_id] = (float(score), row)
         self._append(completion_id, answer, float(score))
         return answer
 

@@ -92,9 +92,10 @@ class ExpertPool:
                 ranking.pop(task)
             self._task_map = self._task_map.model_copy(update={"ranking": ranking})
 
-    def record_outcome(self, task: str, expert: str, score: float) -> None:
-        """One more recorded outcome of `expert` on `task` (served feedback); the task map uses it at once."""
+    def record_outcome(self, task: str, expert: str, score: float, replaces: float | None = None) -> None:
+        """One more recorded outcome of `expert` on `task` (served feedback), or a new score for an earlier one
+        (`replaces`); the task map uses it at once."""
         with self._lock:
             if expert not in self._experts:
                 raise UnknownExpertError(f"expert {expert!r} is not in the pool")
-            self._task_map = self._task_map.with_outcome(task, expert, score)
+            self._task_map = self._task_map.with_outcome(task, expert, score, replaces)

@@ -127,14 +127,23 @@ class KnnRouter:
     def global_accuracy(self) -> np.ndarray:
         return self.memory.global_accuracy
 
-    def add_outcome(self, vector: np.ndarray, model: str, score: float, task: str) -> None:
-        """Remember one recorded outcome (e.g. feedback on a served answer): the next query near it sees it."""
+    def add_outcome(self, vector: np.ndarray, model: str, score: float, task: str) -> int:
+        """Remember one recorded outcome (e.g. feedback on a served answer): the next query near it sees it.
+        Returns its row, for `replace_outcome`."""
         with self._lock:
             vectors, scores, tasks = self.memory.vectors, self.memory.scores, self.memory.tasks
             row = np.full((1, len(self.models)), np.nan)
             row[0, self.models.index(model)] = score
             self._set_memory(np.vstack([vectors, np.asarray(vector, dtype=np.float32)[None, :]]),
                              np.vstack([scores, row]), [*tasks, task])
+            return len(tasks)
+
+    def replace_outcome(self, row: int, model: str, score: float) -> None:
+        """A new score for an outcome `add_outcome` recorded (a repeated feedback on the same answer)."""
+        with self._lock:
+            scores = self.memory.scores.copy()
+            scores[row, self.models.index(model)] = score
+            self._set_memory(self.memory.vectors, scores, self.memory.tasks)
 
     def expected_scores(self, idx: np.ndarray, sims: np.ndarray, params: KnnRouterParams | None = None) -> np.ndarray:
         """(n, models) estimated score of each model for each query, from precomputed neighbours (best first)."""
@@ -237,9 +246,13 @@ class LiveQueryRouter:
         ranked = [self.knn.models[i] for i in [best, *rest]]
         return ranked, {m: round(float(v), 4) for m, v in zip(self.knn.models, expected[0])}
 
-    def record(self, query: str, expert: str, score: float, task: str) -> None:
-        """A served answer's outcome joins the memory: the next query near this one weighs it."""
+    def record(self, query: str, expert: str, score: float, task: str, replaces: int | None = None) -> int | None:
+        """A served answer's outcome joins the memory: the next query near this one weighs it. `replaces`: the
+        row of an earlier score on the same answer, which this one replaces. Returns the outcome's row."""
         if expert not in self.knn.models:
-            return
+            return None
+        if replaces is not None:
+            self.knn.replace_outcome(replaces, expert, score)
+            return replaces
         vector = np.asarray(self.encoder.encode([query]), dtype=np.float32)[0]
-        self.knn.add_outcome(vector, expert, score, task)
+        return self.knn.add_outcome(vector, expert, score, task)

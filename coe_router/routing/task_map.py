@@ -66,15 +66,19 @@ class TaskMap(BaseModel):
         return Route(expert=ordered[0], fallbacks=ordered[1:], reason=reason), candidates
 
 
-    def with_outcome(self, task: str, expert: str, score: float) -> "TaskMap":
+    def with_outcome(self, task: str, expert: str, score: float, replaces: float | None = None) -> "TaskMap":
         """The map after one more recorded outcome (served feedback): the expert's accuracy on the task moves by
-        one observation, and a task whose experts all have accuracies is ranked again by them."""
+        one observation, and a task whose experts all have accuracies is ranked again by them. `replaces`: an
+        earlier score of the same answer, which this one replaces (the count stays)."""
         accuracy = {t: dict(s) for t, s in self.accuracy.items()}
         counts = {t: dict(c) for t, c in self.counts.items()}
         seen = counts.setdefault(task, {}).get(expert, 0)
         old = accuracy.setdefault(task, {}).get(expert)
-        accuracy[task][expert] = score if old is None else (old * seen + score) / (seen + 1)
-        counts[task][expert] = seen + 1
+        if replaces is not None and old is not None and seen:
+            accuracy[task][expert] = old + (score - replaces) / seen
+        else:
+            accuracy[task][expert] = score if old is None else (old * seen + score) / (seen + 1)
+            counts[task][expert] = seen + 1
         ranking = {t: list(r) for t, r in self.ranking.items()}
         ranked = ranking.get(task)
         if ranked and all(e in accuracy[task] for e in ranked):

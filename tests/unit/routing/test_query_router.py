@@ -120,6 +120,41 @@ def test_feedback_on_served_answers_changes_later_routing(tmp_path, store):
         recorder.record("a0", 7)
 
 
+def test_repeated_feedback_on_one_answer_counts_once_and_replaces(tmp_path, store):
+    """Sixty `score: 0` posts on one completion once flipped the routing for everyone: now one completion is one
+    observation, and a repeat replaces its score, in the task map and in the knn memory."""
+    from coe_router.routing.feedback import FeedbackRecorder
+
+    graph = build_graph(knn_config(tmp_path), models=fakes(), store=store, encoder=BagOfWordsEncoder())
+    recorder = FeedbackRecorder(graph)
+    query = "solve the equation with the integral of a fraction"
+    first = graph.invoke({"query": query})["decision"]
+    rows = len(graph.query_router.knn.memory.tasks)
+    recorder.served("once", query, first.task, first.expert)
+    for _ in range(60):
+        recorder.record("once", 0.0)
+    assert len(graph.query_router.knn.memory.tasks) == rows + 1
+    assert graph.invoke({"query": query})["decision"].expert == first.expert
+    recorder.record("once", 1.0)
+    memory = graph.query_router.knn.memory
+    assert memory.scores[rows, graph.query_router.knn.models.index(first.expert)] == 1.0
+
+
+def test_a_repeated_score_replaces_the_earlier_one_in_the_task_map(config, store):
+    from coe_router.routing.feedback import FeedbackRecorder
+
+    graph = build_graph(config, models=fakes(), store=store)
+    pool = graph.pool
+    pool.record_outcome("math", "mathematician", 1.0)
+    recorder = FeedbackRecorder(graph)
+    recorder.served("c1", "solve 2x = 4", "math", "mathematician")
+    for _ in range(10):
+        recorder.record("c1", 0.0)
+    assert pool.task_map.accuracy["math"]["mathematician"] == 0.5 and pool.task_map.counts["math"]["mathematician"] == 2
+    recorder.record("c1", 1.0)
+    assert pool.task_map.accuracy["math"]["mathematician"] == 1.0
+
+
 def test_feedback_moves_the_task_map_without_retraining(config, store):
     from coe_router.routing.feedback import FeedbackRecorder
 
