@@ -39,9 +39,11 @@ def open_example_store(config: RouterConfig, encoder: Encoder | Embeddings | Non
     by every replica); filled from `retriever.examples` when it holds fewer examples."""
     spec = config.retriever
     encoder = encoder or load_encoder(spec.embedding_package, spec.embedding_path)
+    folder = config.resolve_path(spec.persist_dir)
+    if not spec.chroma_url and folder.exists() and not folder.is_dir():
+        raise ConfigError(f"retriever.persist_dir: {folder} is a file, not a folder for the Chroma index")
     try:
-        client = (chroma_client(url=spec.chroma_url) if spec.chroma_url else
-                  chroma_client(config.resolve_path(spec.persist_dir)))
+        client = chroma_client(url=spec.chroma_url) if spec.chroma_url else chroma_client(folder)
     except ChromaServerError as exc:
         raise ConfigError(f"retriever.chroma_url: {exc}") from None
     store = ExampleStore(chroma_collection(spec.collection, None, client), encoder, client=client,
@@ -50,7 +52,10 @@ def open_example_store(config: RouterConfig, encoder: Encoder | Embeddings | Non
         path = config.resolve_path(spec.examples)
         if not path.exists():
             raise ConfigError(f"retriever.examples: file not found: {path}")
-        examples = read_examples(path)
+        try:
+            examples = read_examples(path)
+        except (ValueError, UnicodeDecodeError) as exc:  # not JSONL, or rows without `question`/`category`
+            raise ConfigError(f"retriever.examples: {str(exc).splitlines()[0]}") from None
         if store.count() < len(examples):
             store.add(examples, progress=progress)
     return store
@@ -64,6 +69,9 @@ def query_router_from_config(config: RouterConfig, encoder: Encoder | Embeddings
         return None
     from coe_router.evaluation.outcomes import read_outcomes
 
+    for field in ("outcomes", "questions"):
+        if not config.resolve_path(getattr(spec, field)).is_file():
+            raise ConfigError(f"router.{field}: file not found: {config.resolve_path(getattr(spec, field))}")
     outcomes = read_outcomes(config.resolve_path(spec.outcomes), config.resolve_path(spec.questions))
     experts = [m for m in outcomes.models if m in config.experts]
     if not experts:

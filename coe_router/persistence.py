@@ -44,6 +44,21 @@ def is_persistence_outage(exc: BaseException) -> bool:
                for kind in type(exc).__mro__)
 
 
+def _writable_sqlite(config: RouterConfig):
+    """The SQLite file of `persistence.path`, its folder made; a path that cannot be written is a config error."""
+    path = config.resolve_path(config.persistence.path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder")
+        with path.open("ab"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"persistence.path: cannot write the thread store {path}: "
+                          f"{exc.strerror or exc}") from None
+    return path
+
+
 def checkpoint_serializer() -> JsonPlusSerializer:
     """LangGraph's serializer with the router's state types allowed by name, so checkpoints load them without
     the "unregistered type" warning today and keep loading when LangGraph blocks unlisted types."""
@@ -157,8 +172,7 @@ def checkpointer_from_config(config: RouterConfig):
         from langgraph.checkpoint.sqlite import SqliteSaver
     except ImportError:
         raise ConfigError("persistence.checkpointer: sqlite needs langgraph-checkpoint-sqlite (pip install it)") from None
-    path = config.resolve_path(config.persistence.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _writable_sqlite(config)
     return SqliteSaver(sqlite3.connect(str(path), check_same_thread=False), serde=checkpoint_serializer())
 
 
@@ -206,8 +220,7 @@ async def open_async_checkpointer(config: RouterConfig) -> AsyncIterator[object 
         from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
     except ImportError:
         raise ConfigError("persistence.checkpointer: sqlite in `coe serve` needs aiosqlite (pip install aiosqlite)") from None
-    path = config.resolve_path(config.persistence.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _writable_sqlite(config)
     async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
         saver.serde = checkpoint_serializer()
         yield saver

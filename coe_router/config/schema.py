@@ -37,7 +37,7 @@ class LlamaCppModel(_Breaker):
     provider: Literal["llamacpp"]
     path: str | None = None
     package: str | None = None
-    n_ctx: int = Field(2048, gt=0)
+    n_ctx: int = Field(2048, gt=0, le=1_048_576, description="context tokens (llama.cpp's limit is 2^20)")
     n_threads: int | None = Field(None, gt=0)
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(256, gt=0)

