@@ -41,6 +41,11 @@ def _resume(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     graph = build_graph(load_config(args.config))
     run = _run_config(args.thread)
+    state = graph.get_state(run)
+    if not any(task.interrupts for task in state.tasks) and state.next:  # left mid-run by a crash: continue it
+        return print_result(graph.invoke(None, run), run, args.json, started)
+    if not (args.task or args.expert):
+        raise SystemExit(f"coe: error: thread {args.thread} is paused for review: give --task or --expert")
     answer = {"task": args.task} if args.task else {"expert": args.expert}
     return print_result(graph.invoke(Command(resume=answer), run), run, args.json, started)
 
@@ -89,9 +94,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                      help="single-shot routing, expert planning, or let the planner decide (default: the config's)")
     ask.set_defaults(run=_ask)
 
-    resume = commands.add_parser("resume", help="resume a run paused for human review of an unknown task")
+    resume = commands.add_parser("resume", help="resume a run paused for human review of an unknown task (or "
+                                                "continue one a crash left mid-run: no --task/--expert needed)")
     resume.add_argument("--thread", required=True)
-    pick = resume.add_mutually_exclusive_group(required=True)
+    pick = resume.add_mutually_exclusive_group()
     pick.add_argument("--task")
     pick.add_argument("--expert")
     resume.add_argument("--config", type=Path)

@@ -334,8 +334,11 @@ def _answer(result: dict, thread_id: str, completion_id: str, request_model: str
 
 
 async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float) -> JSONResponse:
-    """Answer a review pause: 404 for a thread the service does not know, 409 when it is not paused, 400 for an
-    answer naming no task or expert (the thread stays paused, so a typo costs nothing)."""
+    """Answer a review pause: 404 for a thread the service does not know, 409 when it has nothing to resume, 400
+    for an answer naming no task or expert (the thread stays paused, so a typo costs nothing).
+
+    A thread that a crash left mid-run (pending steps, no pause: a process killed while a resumed review was at
+    its expert) is continued from its last checkpoint, whatever the body says: that is the only way on for it."""
     graph = served.graph
     if graph.checkpointer is None:
         raise ProtocolError(404, "this service keeps no threads (persistence.checkpointer: none)", "thread_not_found")
@@ -344,13 +347,13 @@ async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float
     state = await graph.aget_state(config)
     if not state.values and not state.next:
         raise ProtocolError(404, f"no thread {thread_id!r}", "thread_not_found")
-    if not any(task.interrupts for task in state.tasks):
+    paused = any(task.interrupts for task in state.tasks)
+    if not paused and not state.next:
         raise ProtocolError(409, f"thread {thread_id!r} is not waiting for review", "not_paused")
-    problem = review_error(graph.pool.task_map, answer)
-    if problem is not None:
+    if paused and (problem := review_error(graph.pool.task_map, answer)) is not None:
         raise ProtocolError(400, problem, "invalid_review")
     translator = Translator(thread_id, new_completion_id(), "coe", [])
-    events = GraphEvents(graph, Command(resume=answer), config, None, modes=["updates", "values"],
-                         deadline_s=deadline_s, watch=watch)
+    events = GraphEvents(graph, Command(resume=answer) if paused else None, config, None,
+                         modes=["updates", "values"], deadline_s=deadline_s, watch=watch)
     result = await run_to_end(events, translator)
     return _answer(result, thread_id, translator.completion_id, "coe", watch.usage())

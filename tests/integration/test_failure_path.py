@@ -343,3 +343,50 @@ def test_a_body_that_never_arrives_is_a_408(upstream, tmp_path):
             status_line = raw.recv(4096).split(b"\r\n")[0]
             assert b"408" in status_line and time.monotonic() - started < 5
         assert httpx.get(f"{slow.url}/healthz", timeout=5).status_code == 200
+
+
+# -- a crash during a resumed review ------------------------------------------------------------------------------
+
+
+def test_a_thread_left_mid_run_by_a_crash_is_continued_after_the_restart(upstream, tmp_path):
+    """kill -9 while a resumed review is at its (slow) expert; the restarted service continues the thread through
+    the resume endpoint instead of answering 409 "not waiting for review" forever."""
+    import contextlib
+    import re
+    import threading
+
+    routed = config(upstream.url)
+    routed["models"]["m-slow"] = {"provider": "openai", "model": "slow:4", "base_url": upstream.url}
+    routed["experts"]["slow"] = {"model": "m-slow", "style": "plain"}
+    routed["task_map"] = {**routed["task_map"], "general": ["healthy", "slow"]}
+    routed["classifier"] = {"kind": "rules", "rules": {"general": ["capital"], "other": ["^OTHER"]}}
+    routed["persistence"] = {"checkpointer": "sqlite", "path": str(tmp_path / "threads.sqlite"),
+                             "review_unknown": True}
+    args = ("--token-env", "COE_TEST_NO_TOKEN")
+    first = CoeServe(routed, tmp_path, "crash-1", args=args).start().wait()
+    try:
+        paused = httpx.post(f"{first.url}/v1/chat/completions", timeout=30, json={
+            "model": "coe", "messages": [{"role": "user", "content": "zzz qqq unplaceable"}]})
+        assert paused.status_code == 409
+        thread = re.search(r"thread (\w+)", paused.json()["error"]["message"]).group(1)
+        def resume_then_die() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # the server is killed under this request
+                httpx.post(f"{first.url}/v1/threads/{thread}/resume", json={"expert": "slow"}, timeout=30)
+
+        resumed = threading.Thread(target=resume_then_die, daemon=True)
+        resumed.start()
+        deadline = time.monotonic() + 10
+        while not upstream.of("slow:4") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert upstream.of("slow:4"), "the resumed run never reached its expert"
+        first.process.kill()  # SIGKILL mid-answer
+        first.process.wait(timeout=10)
+    finally:
+        first.stop()
+    with CoeServe(routed, tmp_path, "crash-2", args=args) as second:
+        # {} is no review answer (a paused thread would say 400): this continues the run the crash cut
+        answer = httpx.post(f"{second.url}/v1/threads/{thread}/resume", json={}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["coe"]["expert"] == "slow"
+        again = httpx.post(f"{second.url}/v1/threads/{thread}/resume", json={}, timeout=30)
+        assert again.status_code == 409  # finished now: nothing left to continue
