@@ -24,7 +24,7 @@ os.environ.pop("LANGSMITH_TRACING", None)
 os.environ.pop("LANGCHAIN_TRACING_V2", None)
 
 SECTIONS = ("routing", "classifiers", "graph", "throughput", "ceiling", "scaling", "peer", "leaderboard", "rss",
-            "faults", "service_cost", "replicas")
+            "faults", "service_cost", "memory", "replicas")
 
 FULL = dict(queries=300, hybrid_queries=100, llm_queries=30, graph_queries=150, peer_queries=300,
             rounds=5, per_round=256, concurrency=64, scaling="1000,10000,100000", scaling_queries=200,
@@ -209,6 +209,12 @@ def main(argv=None) -> int:
         log(f"faults: time to answer behind each expert fault ({args.fault_requests} requests each, coe serve)")
         results["faults"] = faults.run(args.quick, args.fault_requests)
 
+    if "memory" not in args.skip:
+        from . import memory
+
+        log("memory: coe serve RSS over batches of requests")
+        results["memory"] = memory.run(args.quick)
+
     if "service_cost" not in args.skip:
         from . import service_cost
 
@@ -255,6 +261,10 @@ def service_lines(results: dict) -> str:
         from .service_cost import format_lines
 
         lines += format_lines(results["service_cost"])
+    if "memory" in results:
+        from .memory import format_lines
+
+        lines += format_lines(results["memory"])
     return "\n".join(lines) and "\n" + "\n".join(lines)
 
 
