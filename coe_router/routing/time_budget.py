@@ -3,8 +3,9 @@
 httpx's `timeout` is per read: an upstream that sends one byte a second never trips it, and a hung upstream holds
 an attempt for the whole timeout however little of the request's deadline is left. So each attempt runs under an
 `AttemptClock` (a context variable), and `BoundedTransport`, the transport of every OpenAI-compatible expert's
-HTTP client, enforces it on the wire: each read waits at most until the clock's deadline, and a response that is
-still arriving when the deadline passes is cut (`AttemptTimeout`), whatever the bytes trickle.
+HTTP client, enforces it on the wire: each read waits at most what the clock had left when the request went out
+(a silent upstream), and a response still arriving when the clock's deadline passes is cut (`AttemptTimeout`),
+whatever the bytes trickle.
 
 An attempt has two phases (see `AttemptClock`): it must start answering (its first token) within the model's
 `timeout_s`; once it has, it may take `answer_timeout_s` in all, or, when its tokens are already on their way to
