@@ -14,47 +14,61 @@ can, the error names each expert.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Iterator, Sequence
+from typing import Any, AsyncIterator, Callable, Iterator, Literal, Sequence
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
-    BaseCallbackManager,
     CallbackManager,
     CallbackManagerForLLMRun,
 )
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LanguageModelInput, ModelProfile
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
+from langchain_core.output_parsers import (
+    JsonOutputKeyToolsParser,
+    JsonOutputParser,
+    PydanticOutputParser,
+    PydanticToolsParser,
+)
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableMap, RunnablePassthrough
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.pregel.main import Pregel
-from pydantic import ConfigDict, Field
+from langgraph.types import Command
+from pydantic import BaseModel, ConfigDict, Field
 
+from coe_router.chat_runs import (
+    arun_in,
+    called_with,
+    caller_configurable,
+    child_callbacks,
+    opened_run,
+    run_in,
+    with_run_id,
+    without_ambient_config,
+)
 from coe_router.defaults import RUN_NAME
+from coe_router.graphs.context import RouterContext
 from coe_router.models.sampling import SAMPLING_PARAMS
 from coe_router.routing.expert_call import ANSWER_TAG
 
 
 class NeedsReviewError(RuntimeError):
-    """The graph paused for human review (persistence.review_unknown), which a chat model call cannot answer."""
+    """The graph paused for human review (persistence.review_unknown). `thread_id` is the paused run and `request`
+    what the reviewer is asked (the query, the tasks and experts to choose from); answer it with
+    `router.resume(error, {"task": ...})` or `{"expert": ...}` (the same graph, or one on the same checkpointer)."""
 
-
-def _child_callbacks(run_manager) -> BaseCallbackManager | None:
-    """Callbacks for the inner graph, a child of this model's run, without an enclosing graph's message
-    streamer: this model streams the answer tokens itself, so the inner expert call must not reach an outer
-    `stream_mode="messages"` a second time."""
-    if run_manager is None:
-        return None
-    handlers = [h for h in run_manager.inheritable_handlers if type(h).__name__ != "StreamMessagesHandler"]
-    kind = AsyncCallbackManager if isinstance(run_manager, AsyncCallbackManagerForLLMRun) else CallbackManager
-    return kind(handlers=handlers, inheritable_handlers=handlers, parent_run_id=run_manager.run_id,
-                tags=run_manager.inheritable_tags, inheritable_tags=run_manager.inheritable_tags,
-                metadata=run_manager.inheritable_metadata, inheritable_metadata=run_manager.inheritable_metadata)
+    def __init__(self, thread_id: str, request: dict):
+        self.thread_id, self.request = thread_id, request
+        super().__init__(f"the router paused this query for human review (persistence.review_unknown) on thread "
+                         f"{thread_id!r}: answer with router.resume(error, {{'task': one of {request.get('tasks')}}}) "
+                         f"or {{'expert': one of {request.get('experts')}}}")
 
 
 class CoERouterChatModel(BaseChatModel):
@@ -92,6 +106,45 @@ class CoERouterChatModel(BaseChatModel):
         """Bind tools (OpenAI schemas, pydantic classes, functions or LangChain tools) for the routed expert."""
         return self.bind(tools=[convert_to_openai_tool(tool) for tool in tools], tool_choice=tool_choice, **kwargs)
 
+    def _resolve_model_profile(self) -> ModelProfile:
+        """Every expert honours a JSON schema through `response_format` (llama.cpp grammars locally, the upstream's
+        structured output otherwise), so `create_agent(..., response_format=Model)` uses it rather than a tool."""
+        return {"structured_output": True, "tool_calling": True}
+
+    def with_structured_output(self, schema: dict | type, *, include_raw: bool = False,
+                               method: Literal["json_schema", "json_mode", "function_calling"] = "json_schema",
+                               strict: bool | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
+        """Answers as `schema` (a pydantic class, TypedDict or JSON schema) whichever expert is routed to.
+
+        `json_schema` (the default) sends the schema as `response_format`, which every expert kind honours;
+        `json_mode` asks for any JSON object; `function_calling` binds the schema as a tool the expert must call by
+        name, so it needs experts that call tools (an OpenAI-compatible endpoint, not the local GGUF models)."""
+        if kwargs:
+            raise ValueError(f"with_structured_output: unsupported arguments {sorted(kwargs)}")
+        tool = convert_to_openai_tool(schema)["function"]
+        is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
+        traced = {"ls_structured_output_format": {"kwargs": {"method": method}, "schema": {"type": "function",
+                                                                                           "function": tool}}}
+        if method == "function_calling":
+            model = self.bind_tools([schema], tool_choice=tool["name"], **traced)
+            parser = PydanticToolsParser(tools=[schema], first_tool_only=True) if is_model else \
+                JsonOutputKeyToolsParser(key_name=tool["name"], first_tool_only=True)
+        elif method in ("json_schema", "json_mode"):
+            json_schema = {"name": tool["name"], "schema": tool.get("parameters") or {"type": "object"},
+                           **({"strict": strict} if strict is not None else {})}
+            response_format = {"type": "json_schema", "json_schema": json_schema} if method == "json_schema" \
+                else {"type": "json_object"}
+            model = self.bind(response_format=response_format, **traced)
+            parser = PydanticOutputParser(pydantic_object=schema) if is_model else JsonOutputParser()
+        else:
+            raise ValueError(f"with_structured_output: method must be json_schema, json_mode or function_calling, "
+                             f"not {method!r}")
+        if not include_raw:
+            return model | parser
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        unparsed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=model) | parsed.with_fallbacks([unparsed], exception_key="parsing_error")
+
     # --- one call --------------------------------------------------------------------------------------------------
 
     def _call(self, messages: list[BaseMessage], kwargs: dict, callbacks) -> tuple[dict, dict, dict | None]:
@@ -105,14 +158,38 @@ class CoERouterChatModel(BaseChatModel):
         config: dict[str, Any] = {"callbacks": callbacks, "run_name": RUN_NAME}
         if self.graph.checkpointer is not None:
             config["configurable"] = {"thread_id": uuid.uuid4().hex}  # stateless: the conversation comes in
-        context = {**(self.context or {}), **(kwargs.get("context") or {})} or None
-        return inputs, config, context
+        return inputs, config, self._context(kwargs.get("context"))
+
+    def _context(self, given: dict | None) -> dict | None:
+        """The run context: the model's, then the router's fields of the caller's `configurable` (many LangChain
+        users set per-call options there, e.g. `with_config(configurable={"expert": ...})`), then `context=`."""
+        configurable = {key: value for key, value in caller_configurable().items()
+                        if key in RouterContext.model_fields}
+        return {**(self.context or {}), **configurable, **(given or {})} or None
 
     @staticmethod
-    def _answer(result: dict) -> AIMessage:
+    def _answer(result: dict, config: dict | None = None) -> AIMessage:
         if "__interrupt__" in result:
-            raise NeedsReviewError("the router paused this query for human review (persistence.review_unknown)")
+            thread_id = ((config or {}).get("configurable") or {}).get("thread_id")
+            raise NeedsReviewError(thread_id, result["__interrupt__"][0].value)
         return result["messages"][-1]
+
+    @staticmethod
+    def _thread(review: NeedsReviewError | str) -> dict:
+        thread_id = review.thread_id if isinstance(review, NeedsReviewError) else review
+        return {"configurable": {"thread_id": thread_id}, "run_name": RUN_NAME}
+
+    def resume(self, review: NeedsReviewError | str, answer: dict, config: RunnableConfig | None = None) -> AIMessage:
+        """Answer a paused review (the error, or its thread id) with `{"task": ...}` or `{"expert": ...}`: the run
+        continues on its thread and returns the expert's message. A wrong answer raises NeedsReviewError again,
+        with the reason in `request["error"]`."""
+        thread = {**(config or {}), **self._thread(review)}
+        return self._answer(self.graph.invoke(Command(resume=answer), thread), thread)
+
+    async def aresume(self, review: NeedsReviewError | str, answer: dict,
+                      config: RunnableConfig | None = None) -> AIMessage:
+        thread = {**(config or {}), **self._thread(review)}
+        return self._answer(await self.graph.ainvoke(Command(resume=answer), thread), thread)
 
     @staticmethod
     def _result(message: AIMessage) -> ChatResult:
@@ -121,13 +198,16 @@ class CoERouterChatModel(BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, _child_callbacks(run_manager))
-        return self._result(self._answer(self.graph.invoke(inputs, config, context=context)))
+        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, child_callbacks(run_manager))
+        result = without_ambient_config().run(self.graph.invoke, inputs, config, context=context)
+        return self._result(self._answer(result, config))
 
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
-        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, _child_callbacks(run_manager))
-        return self._result(self._answer(await self.graph.ainvoke(inputs, config, context=context)))
+        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, child_callbacks(run_manager))
+        result = await asyncio.create_task(self.graph.ainvoke(inputs, config, context=context),
+                                           context=without_ambient_config())
+        return self._result(self._answer(result, config))
 
     # --- streaming ------------------------------------------------------------------------------------------------
 
@@ -142,10 +222,10 @@ class CoERouterChatModel(BaseChatModel):
         return ChatGenerationChunk(message=AIMessageChunk(content=chunk.content,
                                                           tool_call_chunks=chunk.tool_call_chunks))
 
-    def _last_chunk(self, final: dict | None, streamed: bool) -> ChatGenerationChunk:
+    def _last_chunk(self, final: dict | None, streamed: bool, config: dict) -> ChatGenerationChunk:
         """The answer's metadata (decision, expert, usage); its text and tool calls too when nothing streamed
         (a multiple-choice answer scored by likelihood, a fan-out vote)."""
-        message = self._answer(final or {"messages": []}) if final else None
+        message = self._answer(final, config) if final else None
         if message is None:
             raise RuntimeError("the router graph ended without an answer")
         calls = [] if streamed else [tool_call_chunk(name=c["name"], args=json.dumps(c["args"], ensure_ascii=False), id=c["id"], index=i)
@@ -154,11 +234,44 @@ class CoERouterChatModel(BaseChatModel):
             content="" if streamed else message.content, name=message.name, tool_call_chunks=calls,
             response_metadata=message.response_metadata, usage_metadata=message.usage_metadata))
 
+    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        with called_with(config):
+            return super().invoke(input, config, stop=stop, **kwargs)
+
+    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
+        with called_with(config):
+            return await super().ainvoke(input, config, stop=stop, **kwargs)
+
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+               stop: list[str] | None = None, **kwargs: Any) -> Iterator[AIMessageChunk]:
+        config = with_run_id(config)
+        chunks = super().stream(input, config, stop=stop, **kwargs)
+        with called_with(config):
+            first = next(chunks, None)  # the inner graph starts (and reads the call) before the first chunk
+        if first is not None:
+            yield first
+            yield from chunks
+
+    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, *,
+                      stop: list[str] | None = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        config = with_run_id(config)
+        chunks = super().astream(input, config, stop=stop, **kwargs)
+        with called_with(config):
+            first = await anext(chunks, None)
+        if first is not None:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, _child_callbacks(run_manager))
+        parent = run_manager or opened_run(self, CallbackManager)
+        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, child_callbacks(parent))
         final, streamed = None, False
-        for mode, payload in self.graph.stream(inputs, config, context=context, stream_mode=["messages", "values"]):
+        for mode, payload in run_in(without_ambient_config(), lambda: self.graph.stream(
+                inputs, config, context=context, stream_mode=["messages", "values"])):
             if mode == "values":
                 final = payload
             elif (token := self._token(payload)) is not None:
@@ -166,15 +279,16 @@ class CoERouterChatModel(BaseChatModel):
                 if run_manager:
                     run_manager.on_llm_new_token(token.text, chunk=token)
                 yield token
-        yield self._last_chunk(final, streamed)
+        yield self._last_chunk(final, streamed, config)
 
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, _child_callbacks(run_manager))
+        parent = run_manager or opened_run(self, AsyncCallbackManager)
+        inputs, config, context = self._call(messages, {**kwargs, "stop": stop}, child_callbacks(parent))
         final, streamed = None, False
-        async for mode, payload in self.graph.astream(inputs, config, context=context,
-                                                      stream_mode=["messages", "values"]):
+        async for mode, payload in arun_in(without_ambient_config(), lambda: self.graph.astream(
+                inputs, config, context=context, stream_mode=["messages", "values"])):
             if mode == "values":
                 final = payload
             elif (token := self._token(payload)) is not None:
@@ -182,4 +296,4 @@ class CoERouterChatModel(BaseChatModel):
                 if run_manager:
                     await run_manager.on_llm_new_token(token.text, chunk=token)
                 yield token
-        yield self._last_chunk(final, streamed)
+        yield self._last_chunk(final, streamed, config)

@@ -32,7 +32,7 @@ def build_planning_graph(*, planner: Planner, step_graph, synthesizer: BaseChatM
                          context_schema=RouterContext)
     builder.add_node("intake", make_intake_node(max_query_chars, step_graph.pool.names, planner.tasks))
     builder.add_node("planner", make_planner_node(planner))
-    builder.add_node("step", make_step_node(step_graph))
+    builder.add_node("step", make_step_node(step_graph, synthesized=synthesizer is not None))
     builder.add_node("synthesizer", make_synthesizer_node(synthesizer))
     builder.add_edge(START, "intake")
     builder.add_edge("intake", "planner")

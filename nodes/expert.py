@@ -10,7 +10,7 @@ from __future__ import annotations
 from langchain_core.runnables import RunnableConfig
 
 from coe_router.graphs.state import RouterState, read
-from coe_router.routing.expert_call import ask_expert, aask_expert, with_context
+from coe_router.routing.expert_call import aask_expert, ask_expert, on_answer_path, with_context
 from coe_router.routing.fallback import ExpertsFailedError, RouteWalk, no_expert_could, walk_result
 from coe_router.routing.pool import ExpertPool
 from coe_router.routing.reply import answer_message
@@ -47,7 +47,7 @@ def make_expert_node(pool: ExpertPool):
                     "run_metadata": _trace_metadata(decision, walk.errors),
                     "conversation": state.get("messages") or [], "tools": state.get("tools"),
                     "tool_choice": state.get("tool_choice"), "sampling": state.get("sampling"),
-                    "answer_path": True, "attempt": attempt}
+                    "answer_path": on_answer_path(config), "attempt": attempt}
 
         return walk, decision, arguments
 

@@ -3,33 +3,38 @@
 
 from __future__ import annotations
 
-
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
 from coe_router.graphs.context import RouterContext
 from coe_router.graphs.state import PlanState, read
 from coe_router.prompts.planner import format_steps
+from coe_router.routing.expert_call import INTERMEDIATE_KEY
 from coe_router.schema import Step
 
 from ._both import sync_and_async
 
 
-def make_step_node(step_graph):
+def make_step_node(step_graph, synthesized: bool = False):
     """Each step runs the single-shot graph with this run's context (a pinned expert or task applies to every
-    step); steps never bind the caller's tools: a plan's steps answer in prose."""
+    step); steps never bind the caller's tools: a plan's steps answer in prose. A step whose output is not the
+    answer (`synthesized`: a model writes it from every step) runs marked intermediate, so its tokens are not
+    streamed as the answer's."""
 
-    def inputs(state: PlanState) -> tuple[dict, str]:
+    def inputs(state: PlanState, config: RunnableConfig) -> tuple[dict, str, RunnableConfig]:
         done = read(state, "steps", [])
         subtasks = read(state, "plan").subtasks
         subtask = subtasks[len(done)]
         single = len(subtasks) == 1
+        last = len(done) == len(subtasks) - 1
+        if not last or (synthesized and not single):
+            config = {**config, "configurable": {**(config.get("configurable") or {}), INTERMEDIATE_KEY: True}}
         return {
             "query": subtask.text,
             "options": state.get("options") if single else None,
             "context": format_steps([(s.text, s.output) for s in done]) if done else None,
             "task_hint": subtask.task,
-        }, subtask.text
+        }, subtask.text, config
 
     def recorded(state: PlanState, text: str, result: dict) -> dict:
         decision = result["decision"]
@@ -38,11 +43,11 @@ def make_step_node(step_graph):
                 "choice": result.get("choice")}
 
     def step(state: PlanState, config: RunnableConfig, runtime: Runtime[RouterContext]) -> dict:
-        step_inputs, text = inputs(state)
+        step_inputs, text, config = inputs(state, config)
         return recorded(state, text, step_graph.invoke(step_inputs, config, context=runtime.context))
 
     async def astep(state: PlanState, config: RunnableConfig, runtime: Runtime[RouterContext]) -> dict:
-        step_inputs, text = inputs(state)
+        step_inputs, text, config = inputs(state, config)
         return recorded(state, text, await step_graph.ainvoke(step_inputs, config, context=runtime.context))
 
     return sync_and_async("step", step, astep)

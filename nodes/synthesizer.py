@@ -13,7 +13,7 @@ from coe_router.prompts.planner import format_synthesizer_prompt
 from coe_router.routing.expert_call import ANSWER_TAG
 from coe_router.routing.fallback import write_answer
 from coe_router.routing.reply import answer_message
-from coe_router.tracing.annotations import annotate_router_run
+from coe_router.tracing.annotations import annotate_plan_run, annotate_router_run
 
 
 def make_synthesizer_node(model: BaseChatModel | None) -> Callable[[PlanState, RunnableConfig], dict]:
@@ -23,16 +23,22 @@ def make_synthesizer_node(model: BaseChatModel | None) -> Callable[[PlanState, R
     def synthesizer(state: PlanState, config: RunnableConfig) -> dict:
         steps, decision = read(state, "steps"), read(state, "decision")
         text, choice = steps[-1].output, state.get("choice") if len(steps) == 1 else None
+        reply, author = None, steps[-1].expert
         if len(steps) > 1 and model is not None:
             prompt = format_synthesizer_prompt(state["query"], [(s.text, s.output) for s in steps])
             reply, why = write_answer("synthesizer", model, model, [HumanMessage(prompt)], {
                 "run_name": "synthesizer", "tags": ["coe:synthesizer", ANSWER_TAG],
                 "metadata": {"role": "synthesizer"}}, config)
-            # failed before its first token reached anyone: the chain's last output stands (CCoE eq. 4)
-            text = (reply.text.strip() if reply is not None else "") or steps[-1].output
+            if reply is not None and reply.text.strip():
+                text, author = reply.text.strip(), "synthesizer"
+            else:  # failed before its first token reached anyone: the chain's last output stands (CCoE eq. 4)
+                reply = None
             if why is not None:
                 decision = decision.model_copy(update={"errors": {**decision.errors, "synthesizer": why}})
-        annotate_router_run(config, decision)
-        return {"answer": text, "choice": choice, "messages": [answer_message(text, decision)]}
+        if len(steps) > 1:
+            annotate_plan_run(config, steps, author)
+        else:
+            annotate_router_run(config, decision)
+        return {"answer": text, "choice": choice, "messages": [answer_message(text, decision, reply, author)]}
 
     return synthesizer

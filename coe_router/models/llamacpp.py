@@ -143,21 +143,6 @@ class LocalLlama:
                 results.append((total, len(tokens)))
             return results
 
-    def json(self, prompt: str, schema: dict, *, max_tokens: int = 400) -> str:
-        """Text generated under a JSON-schema grammar: it always parses as JSON of (roughly) that shape."""
-        from llama_cpp import LlamaGrammar
-
-        grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-        with self.lock:
-            if self.has_chat_template:
-                reply = self.llama.create_chat_completion(
-                    messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens, temperature=0.0,
-                    grammar=grammar,
-                )
-                return reply["choices"][0]["message"].get("content") or ""
-            reply = self.llama.create_completion(prompt + "\n", max_tokens=max_tokens, temperature=0.0, grammar=grammar)
-            return reply["choices"][0]["text"]
-
     def chat(self, messages: list[dict], *, max_tokens: int, temperature: float, stop: list[str] | None = None,
              stream: bool = False, response_format: dict | None = None, **sampling: Any) -> Any:
         """An OpenAI-style chat completion (a stream of chunks with stream=True). `sampling`: top_p, seed,
@@ -287,18 +272,20 @@ class LlamaCppChat(BaseChatModel):
 
     def with_structured_output(self, schema: dict | type, *, include_raw: bool = False, **kwargs: Any) -> Runnable:
         """Generation under the JSON-schema grammar of `schema` (a JSON schema dict or a pydantic model class):
-        a dict back for a dict schema, a validated instance for a pydantic class."""
+        a dict back for a dict schema, a validated instance for a pydantic class. The call is this model's own
+        chat run (`response_format`), so traces show it as an LLM run with its prompt and tokens."""
         if include_raw or kwargs:
             raise NotImplementedError(f"LlamaCppChat.with_structured_output does not take {['include_raw', *kwargs]}")
         is_model = isinstance(schema, type) and issubclass(schema, BaseModel)
         json_schema = schema.model_json_schema() if is_model else schema
+        response_format = {"type": "json_schema", "json_schema": {"name": "output", "schema": json_schema}}
 
-        def generate(messages: LanguageModelInput) -> Any:
-            prompt = "\n\n".join(m.text for m in self._convert_input(messages).to_messages())
-            data = json.loads(self.local.json(prompt, json_schema, max_tokens=max(self.max_tokens, 400)))
+        def parse(reply: AIMessage) -> Any:
+            data = json.loads(reply.text)
             return schema.model_validate(data) if is_model else data
 
-        return RunnableLambda(generate, name=f"{self.model_name}-structured")
+        return self.bind(response_format=response_format, max_tokens=max(self.max_tokens, 400)) | RunnableLambda(
+            parse, name=f"{self.model_name}-structured")
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                   run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:

@@ -33,6 +33,13 @@ from coe_router.routing.context_window import CHARS_PER_TOKEN, answer_budget, ch
 from coe_router.routing.time_budget import attempt_clock
 
 ANSWER_TAG = "coe:answer"
+# Set in `configurable` by a plan's step whose output is not the answer (a later step or the synthesizer writes
+# it): that step's expert tokens are not tagged `coe:answer`, so streams forward only the answer's own tokens.
+INTERMEDIATE_KEY = "__coe_intermediate"
+
+
+def on_answer_path(config: dict | None) -> bool:
+    return not ((config or {}).get("configurable") or {}).get(INTERMEDIATE_KEY)
 """Tag of every model call whose tokens are the answer (the expert, the aggregator's refine, the synthesizer), so
 streams forward exactly those tokens whatever the graph's shape."""
 

@@ -14,7 +14,7 @@ from langchain_core.runnables.config import get_callback_manager_for_config
 from coe_router.defaults import RUN_NAME
 from coe_router.schema import RoutingDecision
 
-DECISION_TAG_PREFIXES = ("task:", "expert:")
+DECISION_TAG_PREFIXES = ("task:", "expert:", "mode:")
 
 
 def decision_metadata(decision: RoutingDecision) -> dict:
@@ -39,14 +39,11 @@ def decision_metadata(decision: RoutingDecision) -> dict:
     }
 
 
-def annotate_router_run(config: RunnableConfig | None, decision: RoutingDecision) -> int:
-    """Put `decision` on the nearest open `coe-router` run of every tracer of this call (else on the trace's
-    root run); replaces earlier `task:`/`expert:` tags, so the last word (after fallbacks) wins. Returns how many
-    runs were annotated (0 without tracers)."""
+def _router_runs(config: RunnableConfig | None):
+    """The nearest open `coe-router` run of every tracer of this call (else the trace's root run)."""
     if not config:
-        return 0
+        return
     manager = get_callback_manager_for_config(config)
-    annotated = 0
     for handler in manager.handlers:
         run_map = getattr(handler, "run_map", None)
         if not run_map or manager.parent_run_id is None:
@@ -57,12 +54,34 @@ def annotate_router_run(config: RunnableConfig | None, decision: RoutingDecision
             if parent is None:
                 break
             run = parent
-        if run is None:
-            continue
+        if run is not None:
+            yield run
+
+
+def _annotate(config: RunnableConfig | None, metadata: dict, tags: list[str]) -> int:
+    annotated = 0
+    for run in _router_runs(config):
         # replaced, not updated in place: the decision belongs to this run only, not to any dict it shares
         run.extra = run.extra or {}
-        run.extra["metadata"] = {**(run.extra.get("metadata") or {}), **decision_metadata(decision)}
+        run.extra["metadata"] = {**(run.extra.get("metadata") or {}), **metadata}
         kept = [tag for tag in (run.tags or []) if not tag.startswith(DECISION_TAG_PREFIXES)]
-        run.tags = [*kept, f"task:{decision.task}", f"expert:{decision.expert}"]
+        run.tags = [*kept, *tags]
         annotated += 1
     return annotated
+
+
+def annotate_router_run(config: RunnableConfig | None, decision: RoutingDecision) -> int:
+    """Put `decision` on the nearest open `coe-router` run of every tracer of this call (else on the trace's
+    root run); replaces earlier `task:`/`expert:` tags, so the last word (after fallbacks) wins. Returns how many
+    runs were annotated (0 without tracers)."""
+    return _annotate(config, decision_metadata(decision), [f"task:{decision.task}", f"expert:{decision.expert}"])
+
+
+def annotate_plan_run(config: RunnableConfig | None, steps: list, answered_by: str) -> int:
+    """A planned run's root: every step's task and expert (each step's own `coe-router` run has its decision),
+    `mode:plan`, and who wrote the answer (`synthesizer`, or the last step's expert when its output stands)."""
+    tasks = list(dict.fromkeys(step.task for step in steps))
+    experts = list(dict.fromkeys([*(step.expert for step in steps), answered_by]))
+    metadata = {"mode": "plan", "answered_by": answered_by, "plan_tasks": [s.task for s in steps],
+                "plan_experts": [s.expert for s in steps]}
+    return _annotate(config, metadata, ["mode:plan", *(f"task:{t}" for t in tasks), *(f"expert:{e}" for e in experts)])

@@ -79,13 +79,43 @@ def test_bound_tools_reach_the_routed_expert(config, store):
     assert reply.tool_calls[0]["args"] == {"a": 6, "b": 7}
 
 
-def test_with_structured_output_passes_through(config, store):
-    class Solution(BaseModel):
-        x: int
+class Solution(BaseModel):
+    x: int
 
-    expert = ToolCallingChat(args={"x": 2}, seen=[])
+
+class SchemaHonouringChat(ScriptedChat):
+    """Answers `{"x": 2}` when it is sent a JSON schema as `response_format`, prose otherwise."""
+
+    formats: list = []
+
+    def _generate(self, messages, stop=None, run_manager=None, response_format=None, **kwargs):
+        self.formats.append(response_format)
+        self.reply = (lambda p: '{"x": 2}') if response_format else (lambda p: "x is two")
+        return super()._generate(messages, stop, run_manager, **kwargs)
+
+
+def test_structured_output_sends_the_schema_as_response_format(config, store):
+    expert = SchemaHonouringChat(seen=[], formats=[])
     router = CoERouterChatModel.from_config(config, models=models(**{"math-model": expert}), store=store)
     assert router.with_structured_output(Solution).invoke(MATH) == Solution(x=2)
+    sent = expert.formats[-1]
+    assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Solution"
+    assert sent["json_schema"]["schema"]["properties"]["x"]["type"] == "integer"
+    raw = router.with_structured_output(Solution, include_raw=True).invoke(MATH)
+    assert raw["parsed"] == Solution(x=2) and raw["raw"].name == "mathematician" and raw["parsing_error"] is None
+    assert router.with_structured_output(Solution.model_json_schema(), method="json_mode").invoke(MATH) == {"x": 2}
+    assert expert.formats[-1] == {"type": "json_object"}
+
+
+def test_structured_output_by_function_calling_names_the_tool(config, store):
+    expert = ToolCallingChat(args={"x": 2}, seen=[])
+    router = CoERouterChatModel.from_config(config, models=models(**{"math-model": expert}), store=store)
+    assert router.with_structured_output(Solution, method="function_calling").invoke(MATH) == Solution(x=2)
+
+
+def test_structured_output_refuses_an_unknown_method(router):
+    with pytest.raises(ValueError, match="json_schema, json_mode or function_calling"):
+        router.with_structured_output(Solution, method="xml")
 
 
 def test_tools_on_experts_that_cannot_call_them_name_every_expert(router):

@@ -263,7 +263,7 @@ PLAN = {"subtasks": [
 ]}
 
 
-def test_planned_run_root_carries_the_final_decision_and_each_step_its_own(langsmith, config, store):
+def test_planned_run_root_carries_the_plan_and_each_step_its_own_decision(langsmith, config, store):
     plan_config = config.replace(
         mode="plan",
         models={**config.model_dump(by_alias=True)["models"],
@@ -279,10 +279,16 @@ def test_planned_run_root_carries_the_final_decision_and_each_step_its_own(langs
     assert result["plan_status"] == "planned" and result["answer"] == "FINAL"
     root = the_root(runs)
     assert root["name"] == RUN_NAME
-    final = result["decision"]
-    assert (final.task, final.expert) == ("code", "coder")                # the last step's decision
-    assert_carries(root, final)
-    assert decision_tags(root) == ["expert:coder", "task:code"]           # no step's tags left over
+    # the synthesizer wrote the answer: the root says so and names every step's task and expert, not the last
+    assert metadata(root)["mode"] == "plan" and metadata(root)["answered_by"] == "synthesizer"
+    assert metadata(root)["plan_experts"] == ["mathematician", "coder"] and metadata(root)["plan_tasks"] == ["math", "code"]
+    assert decision_tags(root) == ["expert:coder", "expert:mathematician", "expert:synthesizer", "task:code", "task:math"]
+    assert "mode:plan" in root["tags"]
+    answer = result["messages"][-1]
+    assert answer.name == "synthesizer" and answer.response_metadata["model_name"] == "synthesizer"
+    assert answer.usage_metadata["output_tokens"] == 1                  # the synthesizer's own tokens ("FINAL")
+    planner_runs = [run for run in runs.values() if run.get("run_type") == "llm" and "coe:planner" in (run.get("tags") or [])]
+    assert len(planner_runs) == 1                                       # the planner's model call is an LLM run
     steps = sorted((run for run in runs.values() if run["name"] == RUN_NAME and run.get("parent_run_id")),
                    key=lambda run: run["dotted_order"])
     assert [(metadata(run)["task"], metadata(run)["expert"]) for run in steps] == [
