@@ -8,7 +8,7 @@
 """
 
 from coe_router.builder import build_graph, task_map_from_config
-from coe_router.chat_model import CoERouterChatModel
+from coe_router.chat_model import CoERouterChatModel, NeedsReviewError
 from coe_router.config import ConfigError, ExpertSpec, RouterConfig, load_config
 from coe_router.errors import (
     AnswerInterruptedError,
@@ -18,12 +18,14 @@ from coe_router.errors import (
     ToolsUnsupportedError,
     TruncatedAnswerError,
 )
+from coe_router.persistence import checkpoint_serializer
 from coe_router.routing.decide import NoDecisionError, decide
 from coe_router.schema import RetrievedExample, Route, RoutingDecision, TaskDecision
 
 __all__ = [
     "AnswerInterruptedError",
     "CoERouterChatModel",
+    "NeedsReviewError",
     "ExpertsFailedError",
     "ExpertsUnavailableError",
     "TruncatedAnswerError",
@@ -38,6 +40,7 @@ __all__ = [
     "TaskDecision",
     "NoDecisionError",
     "build_graph",
+    "checkpoint_serializer",
     "decide",
     "load_config",
     "task_map_from_config",

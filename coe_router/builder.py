@@ -11,7 +11,7 @@ from langchain_core.language_models import BaseChatModel
 from coe_router.config import ConfigError, OpenAIModel, RouterConfig, load_config
 from coe_router.graphs.two_stage import build_two_stage_graph
 from coe_router.models.factory import build_models, used_models
-from coe_router.persistence import checkpointer_from_config
+from coe_router.persistence import checkpointer_from_config, with_router_serde
 from coe_router.retrieval.encoder import Encoder, as_encoder, load_encoder
 from coe_router.retrieval.store import (
     ChromaServerError,
@@ -136,8 +136,7 @@ def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpoi
                                          for name, spec in config.models.items()}))
     synthesizer_name = config.planner.synthesizer_model or config.planner.model
     synthesizer = models.get(synthesizer_name) if synthesizer_name else None
-    if checkpointer is None:
-        checkpointer = checkpointer_from_config(config)
+    checkpointer = checkpointer_from_config(config) if checkpointer is None else with_router_serde(checkpointer)
     single = build_two_stage_graph(
         classifier=classifier,
         pool=pool,

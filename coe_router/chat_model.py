@@ -54,8 +54,9 @@ from coe_router.chat_runs import (
     without_ambient_config,
 )
 from coe_router.defaults import RUN_NAME
-from coe_router.graphs.context import RouterContext
+from coe_router.graphs.context import RouterContext, check_configurable
 from coe_router.models.sampling import SAMPLING_PARAMS
+from coe_router.routing.context_window import count_text_tokens
 from coe_router.routing.expert_call import ANSWER_TAG
 
 
@@ -111,6 +112,14 @@ class CoERouterChatModel(BaseChatModel):
         structured output otherwise), so `create_agent(..., response_format=Model)` uses it rather than a tool."""
         return {"structured_output": True, "tool_calling": True}
 
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens of `text` for the best-average expert: exact for a local model (its own tokenizer), else an
+        estimate at 3 characters per token (LangChain's default downloads GPT-2's tokenizer, which offline
+        counts 0 after a warning)."""
+        pool = self.graph.pool
+        _, model = pool.expert(pool.task_map.default_expert)
+        return count_text_tokens(model, text)
+
     def with_structured_output(self, schema: dict | type, *, include_raw: bool = False,
                                method: Literal["json_schema", "json_mode", "function_calling"] = "json_schema",
                                strict: bool | None = None, **kwargs: Any) -> Runnable[LanguageModelInput, Any]:
@@ -163,8 +172,9 @@ class CoERouterChatModel(BaseChatModel):
     def _context(self, given: dict | None) -> dict | None:
         """The run context: the model's, then the router's fields of the caller's `configurable` (many LangChain
         users set per-call options there, e.g. `with_config(configurable={"expert": ...})`), then `context=`."""
-        configurable = {key: value for key, value in caller_configurable().items()
-                        if key in RouterContext.model_fields}
+        given_configurable = caller_configurable()
+        check_configurable(given_configurable, "configurable (pass per-call options as context=)")
+        configurable = {key: value for key, value in given_configurable.items() if key in RouterContext.model_fields}
         return {**(self.context or {}), **configurable, **(given or {})} or None
 
     @staticmethod

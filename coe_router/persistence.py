@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import os
 import sqlite3
 import time
@@ -63,6 +64,19 @@ def checkpoint_serializer() -> JsonPlusSerializer:
     """LangGraph's serializer with the router's state types allowed by name, so checkpoints load them without
     the "unregistered type" warning today and keep loading when LangGraph blocks unlisted types."""
     return JsonPlusSerializer(allowed_msgpack_modules=[(schema.__name__, name) for name in STATE_TYPES])
+
+
+def with_router_serde(checkpointer):
+    """A checkpointer given to `build_graph` on LangGraph's default serializer (any type allowed, a warning for each
+    unregistered one as it loads) is used through a shallow copy that loads the router's types by name: the same
+    storage, no "Deserializing unregistered type" warning on every later turn. A serializer the caller chose is
+    kept as it is."""
+    serde = getattr(checkpointer, "serde", None)
+    if type(serde) is not JsonPlusSerializer or getattr(serde, "_allowed_msgpack_modules", None) is not True:
+        return checkpointer
+    clone = copy.copy(checkpointer)
+    clone.serde = checkpoint_serializer()
+    return clone
 
 
 def postgres_dsn(config: RouterConfig) -> str:
@@ -160,7 +174,7 @@ def checkpointer_from_config(config: RouterConfig):
     """The configured checkpointer: none, in-process memory, a SQLite file (langgraph-checkpoint-sqlite) or
     PostgreSQL (langgraph-checkpoint-postgres)."""
     kind = config.persistence.checkpointer
-    if kind == "none":
+    if kind in ("none", "parent"):  # parent: compiled without one, LangGraph gives a subgraph its parent's
         return None
     if kind == "memory":
         from langgraph.checkpoint.memory import InMemorySaver
@@ -209,6 +223,9 @@ async def open_async_checkpointer(config: RouterConfig) -> AsyncIterator[object 
     sync SqliteSaver has no async methods) for sqlite, AsyncPostgresSaver on a pool for postgres, in-process
     memory, or None."""
     kind = config.persistence.checkpointer
+    if kind == "parent":
+        raise ConfigError("persistence.checkpointer: parent is for a router inside a LangGraph app or the Agent "
+                          "Server; a service needs its own (memory, sqlite or postgres)")
     if kind == "postgres":
         async with _async_postgres(config) as saver:
             yield saver

@@ -11,6 +11,7 @@ with a bad value fails at once naming the field), names of experts and tasks aga
 
 from __future__ import annotations
 
+import difflib
 from typing import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -54,3 +55,30 @@ def check_context(context: RouterContext, experts: Iterable[str], tasks: Iterabl
         raise InvalidContextError(f"context.expert: no expert named {context.expert!r} (experts: {sorted(experts)})")
     if context.task is not None and context.task not in tasks:
         raise InvalidContextError(f"context.task: no task named {context.task!r} (tasks: {sorted(tasks)})")
+
+
+_NOT_CONTEXT_PREFIXES = ("__", "langgraph_", "checkpoint_", "thread_", "run_", "assistant_", "graph_", "user_")
+
+
+def misspelt_context_keys(keys: Iterable[object]) -> dict[str, str]:
+    """Keys of a `configurable` that are not context fields but read like one (`expret`, `Expert`), each with the
+    field it resembles. LangGraph's Agent Server drops unknown context keys before the graph sees them (and keeps
+    an assistant's in `configurable`), so a typo would otherwise be accepted in silence."""
+    fields = list(RouterContext.model_fields)
+    found = {}
+    for key in keys:
+        if not isinstance(key, str) or key in fields or key.startswith(_NOT_CONTEXT_PREFIXES):
+            continue
+        close = difflib.get_close_matches(key.lower(), fields, n=1, cutoff=0.8)
+        if close:
+            found[key] = close[0]
+    return found
+
+
+def check_configurable(configurable: dict | None, where: str = "configurable") -> None:
+    """Refuse a `configurable` key that is a misspelt context field, naming the field it resembles."""
+    misspelt = misspelt_context_keys(configurable or {})
+    if misspelt:
+        named = ", ".join(f"{key!r} (did you mean {field!r}?)" for key, field in misspelt.items())
+        raise InvalidContextError(f"{where}: unknown context key {named}; context fields: "
+                                  f"{sorted(RouterContext.model_fields)}")

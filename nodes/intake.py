@@ -12,9 +12,10 @@ import uuid
 from typing import Callable, Iterable
 
 from langchain_core.messages import HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
-from coe_router.graphs.context import RouterContext, check_context, run_context
+from coe_router.graphs.context import RouterContext, check_configurable, check_context, run_context
 from coe_router.graphs.state import RouterState
 from coe_router.inputs import check_query
 
@@ -24,11 +25,13 @@ def last_human(messages) -> HumanMessage | None:
 
 
 def make_intake_node(max_query_chars: int, experts: Callable[[], Iterable[str]],
-                     tasks: Iterable[str]) -> Callable[[RouterState, Runtime[RouterContext]], dict]:
-    """`experts` is called per run (the live pool may change); `tasks` are the configured tasks."""
+                     tasks: Iterable[str]) -> Callable[..., dict]:
+    """`experts` is called per run (the live pool may change); `tasks` are the configured tasks. A `configurable`
+    key that misspells a context field is refused too (see graphs/context.misspelt_context_keys)."""
     tasks = list(tasks)
 
-    def intake(state: RouterState, runtime: Runtime[RouterContext]) -> dict:
+    def intake(state: RouterState, config: RunnableConfig, runtime: Runtime[RouterContext]) -> dict:
+        check_configurable(config.get("configurable"))
         check_context(run_context(runtime), experts(), tasks)
         turn = last_human(state.get("messages"))
         if turn is not None and turn.id != state.get("routed_message_id"):

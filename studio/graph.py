@@ -5,9 +5,9 @@ loop (None when the config has no planner model). This is the only module that c
 (`langgraph dev` imports it via langgraph.json).
 
 LangGraph's Agent Server (`langgraph dev`, and the standalone server of deploy/langgraph.json) checkpoints every
-thread itself, in PostgreSQL in production: the config's own checkpointer, which `coe serve` opens, is not opened
-here. A config that reviews unknown queries is compiled with an in-memory one (review needs a checkpointer to
-validate) that is then dropped, so the server's is used; the planning graph never pauses for review.
+thread itself, in PostgreSQL in production, so a config's own checkpointer (which `coe serve` opens) is replaced by
+`checkpointer: parent`: the graphs use the server's, and a config that reviews unknown queries pauses there. The
+planning graph never pauses for review.
 """
 
 import os
@@ -15,20 +15,9 @@ import os
 from coe_router import build_graph, load_config
 
 config = load_config(os.environ.get("COE_CONFIG") or None)
+if config.persistence.checkpointer != "none":
+    config = config.replace(persistence={**config.persistence.model_dump(), "checkpointer": "parent"})
 
-
-def _served_by_the_agent_server(graph):
-    graph.checkpointer = None
-    return graph
-
-
-if config.persistence.checkpointer == "none":
-    graph = build_graph(config)
-    plan_graph = build_graph(config.replace(mode="plan")) if config.planner.model else None
-else:
-    _persistence = config.persistence.model_dump()
-    graph = _served_by_the_agent_server(build_graph(config.replace(persistence={**_persistence,
-                                                                                 "checkpointer": "memory"})))
-    plan_graph = _served_by_the_agent_server(build_graph(config.replace(
-        mode="plan", persistence={**_persistence, "checkpointer": "memory", "review_unknown": False}))
-    ) if config.planner.model else None
+graph = build_graph(config)
+plan_graph = build_graph(config.replace(
+    mode="plan", persistence={**config.persistence.model_dump(), "review_unknown": False})) if config.planner.model else None

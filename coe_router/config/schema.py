@@ -64,6 +64,9 @@ class OpenAIModel(_Breaker):
                                     "nothing of it reached the caller (after that, the request's deadline)")
     max_retries: int = Field(1, ge=0, description="retries of a refused connection, 429 or 5xx, when they fit")
     context_window: int | None = Field(None, gt=0, description="tokens the endpoint's model holds")
+    structured_output: Literal["json_schema", "json_object"] = Field(
+        "json_schema", description="how the endpoint takes a JSON schema: json_schema (OpenAI, vLLM, llama.cpp's "
+                                   "llama-server) or json_object with a schema (llama-cpp-python's server)")
     price_per_1m_tokens: float | None = Field(None, ge=0)
 
     @field_validator("base_url")
@@ -186,9 +189,11 @@ class PersistenceSpec(_Strict):
 
     `sqlite` keeps them in a file (`path`, one machine); `postgres` in a PostgreSQL database whose connection string
     is read from the environment variable named by `dsn_env` (never from the file), so every replica of the service
-    shares the threads: a run paused on one replica is resumed through another."""
+    shares the threads: a run paused on one replica is resumed through another. `parent`: the router runs as a node
+    (subgraph) of a LangGraph app, or under LangGraph's Agent Server, and checkpoints with that one's checkpointer,
+    so it can pause for review there."""
 
-    checkpointer: Literal["none", "memory", "sqlite", "postgres"] = "none"
+    checkpointer: Literal["none", "memory", "sqlite", "postgres", "parent"] = "none"
     path: str = "~/.cache/coe-router/checkpoints.sqlite"
     dsn_env: str = Field("COE_POSTGRES_DSN", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     review_unknown: bool = False
@@ -309,7 +314,7 @@ class RouterConfig(_Strict):
             raise ValueError("persistence.review_unknown: human review works in mode 'single' only")
         if self.persistence.review_unknown and self.persistence.checkpointer == "none":
             raise ValueError("persistence.review_unknown: pausing for review needs a checkpointer "
-                             "(memory, sqlite or postgres)")
+                             "(memory, sqlite, postgres, or parent: an enclosing graph's)")
         if self.default_expert is not None and self.default_expert not in self.experts:
             raise ValueError(f"default_expert: no expert named {self.default_expert!r}")
         return self

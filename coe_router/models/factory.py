@@ -43,8 +43,25 @@ def _http_clients(base_url: str | None, model: str) -> tuple:
             httpx.AsyncClient(timeout=None, transport=AsyncBoundedTransport()))
 
 
+def _schema_as_json_object(payload: dict) -> dict:
+    """OpenAI's `{"type": "json_schema", "json_schema": {"schema": S}}` in the dialect of servers that take a
+    schema only as `{"type": "json_object", "schema": S}` (llama-cpp-python's server refuses the other)."""
+    response_format = payload.get("response_format")
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema") or {"type": "object"}
+        payload = {**payload, "response_format": {"type": "json_object", "schema": schema}}
+    return payload
+
+
 def _openai_chat(name: str, spec: OpenAIModel) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
+
+    if spec.structured_output == "json_object":
+        class ChatOpenAIJsonObject(ChatOpenAI):
+            def _get_request_payload(self, input_, *, stop=None, **kwargs) -> dict:
+                return _schema_as_json_object(super()._get_request_payload(input_, stop=stop, **kwargs))
+
+        ChatOpenAI = ChatOpenAIJsonObject  # noqa: N806 - the same model, another structured-output dialect
 
     api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
     if spec.api_key_env and not api_key:

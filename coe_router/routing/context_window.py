@@ -59,12 +59,16 @@ def answer_budget(model: BaseChatModel, sampling: dict | None) -> int:
     return int(body.get("max_tokens") or getattr(model, "max_tokens", None) or 256)
 
 
+def count_text_tokens(model: BaseChatModel, text: str) -> int:
+    """Exact for a local model (its tokenizer), else the conservative estimate: never a tokenizer download."""
+    if isinstance(model, LlamaCppChat):
+        return len(model.local.llama.tokenize(text.encode("utf-8"), add_bos=True, special=False))
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
 def count_tokens(model: BaseChatModel, messages: Sequence[BaseMessage]) -> int:
     text = "\n".join(message.text for message in messages)
-    overhead = MESSAGE_OVERHEAD * len(messages)
-    if isinstance(model, LlamaCppChat):
-        return len(model.local.llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)) + overhead
-    return math.ceil(len(text) / CHARS_PER_TOKEN) + overhead
+    return count_text_tokens(model, text) + MESSAGE_OVERHEAD * len(messages)
 
 
 def check_fits(name: str, model: BaseChatModel, messages: Sequence[BaseMessage], answer_tokens: int) -> None:

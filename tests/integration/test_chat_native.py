@@ -8,7 +8,10 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
-from coe_router import CoERouterChatModel, ToolsUnsupportedError, build_graph, load_config
+from pydantic import BaseModel, Field
+
+from coe_router import CoERouterChatModel, NeedsReviewError, ToolsUnsupportedError, build_graph, load_config
+from coe_router.graphs.context import InvalidContextError
 from tests.fakes import CollectingTracer
 from tests.integration.openai_expert import llama_cpp_server
 
@@ -88,7 +91,7 @@ def endpoint_config(local_config_path, tmp_path_factory):
     with llama_cpp_server(folder) as url:
         data = yaml.safe_load(local_config_path.read_text())
         data["models"] = {"smollm2-server": {"provider": "openai", "base_url": url, "model": "smollm2",
-                                             "max_tokens": 64, "timeout_s": 60}}
+                                             "max_tokens": 64, "timeout_s": 60, "structured_output": "json_object"}}
         data["experts"] = {"server": {"model": "smollm2-server"}}
         data["task_map"] = {"unknown": "server"}
         data["classifier"] = {"kind": "knn"}
@@ -114,3 +117,111 @@ def test_tools_reach_an_openai_compatible_expert_and_the_loop_closes(endpoint_co
     call = call.model_copy(update={"content": "I will use the multiply tool."})
     final = router.bind_tools([multiply]).invoke([question, call, result])
     assert final.name == "server" and final.content.strip() and not final.tool_calls
+
+
+# --- the chat model as LangChain developers use it: events, structured output, configurable, review, plans -----
+
+class Planet(BaseModel):
+    name: str = Field(description="the planet's name")
+    moons: int = Field(description="how many moons it has")
+
+
+PLANET_QUESTION = "Which is the largest planet of the solar system, and how many moons does it have?"
+
+
+@pytest.fixture(scope="module", params=["embedded", "endpoint"])
+def any_router(request, router, endpoint_config):
+    """The embedded default's local experts, and one expert behind a real OpenAI-compatible server."""
+    return router if request.param == "embedded" else CoERouterChatModel.from_config(endpoint_config)
+
+
+async def test_a_chain_under_astream_events_streams_each_answer_token_once(any_router):
+    chain = ChatPromptTemplate.from_messages([("human", "{q}")]) | any_router | StrOutputParser()
+    tokens, model_runs, node_parents, output = [], set(), {}, None
+    async for event in chain.astream_events({"q": "Name the largest planet of the solar system."}, version="v2"):
+        if event["event"] == "on_chat_model_stream":
+            tokens.append((event["name"], event["data"]["chunk"].content))
+        elif event["event"] == "on_chat_model_start":
+            model_runs.add((event["name"], event["run_id"]))
+        elif event["event"] == "on_chain_start" and event["name"] in ("classifier", "expert"):
+            node_parents[event["name"]] = event["parent_ids"]
+        elif event["event"] == "on_chain_end" and event["name"] == "RunnableSequence":
+            output = event["data"]["output"]
+    # one chat model run (the router's); the expert inside streams to it, not a second time to the caller
+    assert [name for name, _ in model_runs] == ["CoERouterChatModel"]
+    assert {name for name, _ in tokens} == {"CoERouterChatModel"}
+    assert "".join(text for _, text in tokens) == output and output.strip()
+    # the inner graph's nodes are still there, as children of the router's run
+    router_run = next(run_id for _, run_id in model_runs)
+    assert router_run in node_parents["classifier"] and router_run in node_parents["expert"]
+
+
+def test_structured_output_and_an_agent_response_format_on_every_expert(any_router):
+    from langchain.agents import create_agent
+
+    planet = any_router.with_structured_output(Planet).invoke(PLANET_QUESTION)
+    assert isinstance(planet, Planet) and planet.name.strip()
+    raw = any_router.with_structured_output(Planet, include_raw=True).invoke(PLANET_QUESTION)
+    assert isinstance(raw["parsed"], Planet) and raw["raw"].name and raw["parsing_error"] is None
+    agent = create_agent(any_router, tools=[], response_format=Planet)
+    result = agent.invoke({"messages": [("user", PLANET_QUESTION)]})
+    assert isinstance(result["structured_response"], Planet)
+
+
+def test_function_calling_structured_output_names_the_tool_on_an_endpoint(endpoint_config):
+    router = CoERouterChatModel.from_config(endpoint_config)
+    planet = router.with_structured_output(Planet, method="function_calling").invoke(PLANET_QUESTION)
+    assert isinstance(planet, Planet)
+
+
+def test_configurable_is_the_run_context_and_a_misspelt_key_is_refused(router):
+    pinned = router.with_config(configurable={"expert": "smollm2"}).invoke("What is the derivative of x^3?")
+    assert pinned.name == "smollm2" and pinned.response_metadata["coe"]["overrides"] == {"expert": "smollm2"}
+    other = router.invoke("What is the derivative of x^3?", {"configurable": {"expert": "gemma3", "user_id": "u1"}})
+    assert other.name == "gemma3"
+    with pytest.raises(InvalidContextError, match=r"context=.*'expret' \(did you mean 'expert'\?\)"):
+        router.invoke("What is 2 + 2?", {"configurable": {"expret": "smollm2"}})
+
+
+def test_a_review_from_the_chat_model_is_resumed_with_its_thread(local_config_path):
+    config = load_config(local_config_path)
+    config = config.replace(persistence={"checkpointer": "memory", "review_unknown": True}, classifier={"kind": "knn"})
+    router = CoERouterChatModel.from_config(config, context={"threshold": 1.0})  # nothing is sure enough: review
+    with pytest.raises(NeedsReviewError) as paused:
+        router.invoke("Tell me something about the number seven.")
+    review = paused.value
+    assert review.thread_id and "math" in review.request["tasks"] and "gemma3" in review.request["experts"]
+    assert review.thread_id in str(review) and "router.resume" in str(review)
+    with pytest.raises(NeedsReviewError) as again:
+        router.resume(review, {"task": "astrology"})       # a wrong answer asks again, saying why
+    assert "no task 'astrology'" in again.value.request["error"]
+    reply = router.resume(review, {"task": "math"})
+    assert reply.name in EXPERTS and reply.response_metadata["coe"]["task"] == "math" and reply.content.strip()
+
+
+def test_a_plan_streams_only_the_synthesizers_answer_and_credits_it(local_config_path):
+    router = CoERouterChatModel.from_graph(build_graph(load_config(local_config_path).replace(mode="plan")))
+    steps_seen = []
+
+    class StepTokens(CollectingTracer):
+        def on_llm_new_token(self, token, *, run_id, **kwargs):
+            steps_seen.append(token)
+
+    chunks = list(router.stream("Compute 17 * 23, then write one sentence about the history of multiplication.",
+                                {"callbacks": [StepTokens()]}))
+    tokens = "".join(chunk.content for chunk in chunks)
+    last = next(chunk for chunk in chunks if chunk.name)  # the router's metadata chunk (LangChain adds an empty last)
+    steps = last.response_metadata["coe"]
+    assert last.name == "synthesizer" and last.response_metadata["model_name"] == "synthesizer"
+    assert last.usage_metadata["output_tokens"] > 0
+    whole = chunks[0]
+    for chunk in chunks[1:]:
+        whole += chunk
+    # LangChain drops `name` when it adds chunks; the summed message keeps the writer in model_name
+    assert whole.response_metadata["model_name"] == "synthesizer" and whole.content == tokens and tokens.strip()
+    assert steps["expert"] in EXPERTS
+    assert len("".join(steps_seen)) > len(tokens)  # the steps' experts streamed too, but not to the caller
+
+
+def test_token_counts_use_the_experts_tokenizer(router):
+    assert router.get_num_tokens("What is the derivative of x cubed?") > 5
