@@ -13,6 +13,7 @@ import re
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage
+from langgraph.constants import TAG_NOSTREAM
 from pydantic import ValidationError
 
 from coe_router.models.llamacpp import LlamaCppChat
@@ -44,7 +45,8 @@ class Planner:
         self.auto = auto
 
     def _ask(self, prompt: str) -> Plan:
-        config = {"run_name": "planner", "tags": ["coe:planner"], "metadata": {"role": "planner"}}
+        # nostream: traced, but its JSON is not streamed into a chat view as if it were the answer
+        config = {"run_name": "planner", "tags": ["coe:planner", TAG_NOSTREAM], "metadata": {"role": "planner"}}
         # A local model generates under the grammar of `grammar_schema` (task names as an enum); a chat endpoint
         # gets the Plan schema itself.
         schema = self.grammar_schema() if isinstance(self.model, LlamaCppChat) else Plan

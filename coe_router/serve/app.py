@@ -319,16 +319,18 @@ async def _chat(served: Served, request: ChatRequest, max_query_chars: int, dead
     events = GraphEvents(graph, inputs, config, context or None, modes=["updates", "values"], deadline_s=deadline_s,
                          watch=watch)
     result = await _unless_disconnected(http, run_to_end(events, translator), watch)
-    response = _answer(result, thread_id, translator.completion_id, request.model, watch.usage())
+    response = _answer(result, thread_id, translator.completion_id, request.model, watch.usage(), served.model_of)
     remember(result["decision"])
     return response
 
 
-def _answer(result: dict, thread_id: str, completion_id: str, request_model: str, usage: dict) -> JSONResponse:
+def _answer(result: dict, thread_id: str, completion_id: str, request_model: str, usage: dict,
+            model_of=lambda expert: None) -> JSONResponse:
     if "__interrupt__" in result:
         raise needs_review(thread_id)
     decision = result["decision"]
-    body = completion(completion_id, result["messages"][-1], decision.model_dump(mode="json"), request_model, usage)
+    body = completion(completion_id, result["messages"][-1], decision.model_dump(mode="json"), request_model, usage,
+                      model_of)
     return WireJSONResponse(body, headers={"x-coe-expert": decision.expert, "x-coe-task": decision.task,
                                            "x-coe-fallbacks": ",".join(decision.fallbacks)})
 
@@ -356,4 +358,4 @@ async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float
     events = GraphEvents(graph, Command(resume=answer) if paused else None, config, None,
                          modes=["updates", "values"], deadline_s=deadline_s, watch=watch)
     result = await run_to_end(events, translator)
-    return _answer(result, thread_id, translator.completion_id, "coe", watch.usage())
+    return _answer(result, thread_id, translator.completion_id, "coe", watch.usage(), served.model_of)

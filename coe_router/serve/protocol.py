@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -201,15 +201,18 @@ def tool_call_deltas(calls: list[dict], complete: bool = False) -> list[dict]:
              "function": {"name": c.get("name"), "arguments": c.get("args") or ""}} for c in calls]
 
 
-def answer_model(message: AIMessage | None, fallback: str) -> str:
-    """The answering expert's model (the upstream model id when the expert reported one)."""
+def answer_model(message: AIMessage | None, fallback: str, model_of: Callable[[str], str | None] = lambda _: None) -> str:
+    """One rule, streamed or not: the model id of whoever wrote the answer's text (the answering expert's, a fan-out
+    refiner's, a plan synthesizer's: the id its upstream reported); a fan-out vote, which writes nothing, names
+    the winning expert's model."""
     if message is None:
         return fallback
-    return message.response_metadata.get("expert_model") or message.response_metadata.get("model_name") or fallback
+    metadata = message.response_metadata
+    return metadata.get("expert_model") or model_of(message.name or "") or metadata.get("model_name") or fallback
 
 
 def completion(completion_id: str, message: AIMessage, decision: dict, fallback_model: str,
-               request_usage: dict | None = None) -> dict:
+               request_usage: dict | None = None, model_of: Callable[[str], str | None] = lambda _: None) -> dict:
     body: dict[str, Any] = {"role": "assistant", "content": message.text}
     finish = finish_reason(message)
     if message.tool_calls:
@@ -218,7 +221,7 @@ def completion(completion_id: str, message: AIMessage, decision: dict, fallback_
         "id": completion_id,
         "object": "chat.completion",
         "created": int(time.time()),
-        "model": answer_model(message, fallback_model),
+        "model": answer_model(message, fallback_model, model_of),
         "choices": [{"index": 0, "message": body, "finish_reason": finish, "logprobs": None}],
         "usage": request_usage if request_usage is not None else usage(message),
         "coe": decision,

@@ -245,8 +245,8 @@ class Translator:
             return []
         if self.answerer is None:
             self.answerer = next((t[7:] for t in tags if t.startswith("expert:")), None)
-        if not self.emitted and self.answerer:  # the answering expert's model, as without streaming
-            self.model = self.model_of(self.answerer) or self.model
+        if not self.streamed:  # the writer's model (expert, refiner or synthesizer), as without streaming
+            self.model = meta.get("ls_model_name") or (self.answerer and self.model_of(self.answerer)) or self.model
         self.streamed = self.emitted = True
         return [chunk(self.completion_id, self.model, delta)]
 

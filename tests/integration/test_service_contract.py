@@ -461,6 +461,11 @@ def test_langchain_chat_openai_with_history_and_structured_output(fleet, up):
     assert sent["type"] == "json_schema" and sent["json_schema"]["name"] == "Person"
     streamed = "".join(chunk.content for chunk in model("coe/capture").stream("integral of x?"))
     assert streamed == "upstream answer"
+    # ChatOpenAI keeps no unknown body field: the decision reaches it as headers (include_response_headers=True)
+    with_headers = ChatOpenAI(model="coe", base_url=f"{fleet.main.url}/v1", api_key=TOKEN, max_retries=0,
+                              include_response_headers=True, http_client=_hooked(timeout=30))
+    decided = with_headers.invoke("what is the integral of x?")
+    assert decided.response_metadata["headers"]["x-coe-expert"] and decided.response_metadata["headers"]["x-coe-task"]
 
 
 # -- every shape streams -----------------------------------------------------------------------------------------
@@ -544,6 +549,13 @@ def test_plan_streamed_through_the_openai_client(fleet, up):
         model="coe-plan", messages=[{"role": "user", "content": "integrate, then code it"}], stream=True))
     assert sum(1 for c in chunks if (c.model_extra or {}).get("coe_step")) == 2
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == \
+        "synthesized final answer from both experts"
+    # one rule for `model`, streamed or not: the model of whoever wrote the answer (here the synthesizer's)
+    synthesizer_model = "say:synthesized final answer from both experts"
+    assert {c.model for c in chunks if c.choices and c.choices[0].delta.content} == {synthesizer_model}
+    whole = oai(fleet.shapes, token=None).chat.completions.create(
+        model="coe-plan", messages=[{"role": "user", "content": "integrate, then code it"}])
+    assert whole.model == synthesizer_model and whole.choices[0].message.content == \
         "synthesized final answer from both experts"
 
 

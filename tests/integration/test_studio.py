@@ -270,3 +270,40 @@ def test_bad_run_context_fails_naming_the_field(client, new_thread):
     runs = client.runs.list(thread_id)
     assert [run["status"] for run in runs] == ["error", "error"]
     assert "ai" not in _kinds(client.threads.get_state(thread_id)["values"].get("messages", []))
+
+
+def test_an_assistant_context_key_misspelt_is_refused_naming_it(client, new_thread):
+    assistant = client.assistants.create("coe", context={"expret": "smollm2"}, name="coe with a typo")
+    try:
+        thread_id = new_thread()
+        with pytest.raises(Exception, match=r"expret.*did you mean 'expert'"):
+            client.runs.wait(thread_id, assistant["assistant_id"],
+                             input={"messages": [{"role": "user", "content": "What is 7 times 8?"}]},
+                             raise_error=True)
+        assert [run["status"] for run in client.runs.list(thread_id)] == ["error"]
+    finally:
+        client.assistants.delete(assistant["assistant_id"])
+
+
+def test_a_plan_streams_the_synthesizers_answer_and_credits_it(client, new_thread):
+    """Studio's chat view on the planning graph: the streamed tokens are the synthesizer's alone (the
+    planner's JSON is not streamed), and the reply is named after the synthesizer, with its usage."""
+    thread_id = new_thread()
+    answer_nodes, streamed_roles = set(), set()
+    for part in client.runs.stream(thread_id, "coe-plan", input={"messages": [{"role": "user", "content":
+                                   "Compute 17 * 23, then write one sentence about the history of multiplication."}]},
+                                   stream_mode=["messages-tuple"]):
+        if part.event == "messages":
+            chunk, metadata = part.data
+            if chunk.get("type") == "AIMessageChunk" and chunk.get("content"):
+                streamed_roles.add(metadata.get("role"))
+                if "coe:answer" in (metadata.get("tags") or []):
+                    answer_nodes.add(metadata.get("langgraph_node"))
+        elif part.event == "error":
+            pytest.fail(f"streamed run failed: {part.data}")
+    values = client.threads.get_state(thread_id)["values"]
+    assert len(values["steps"]) >= 2 and values["plan_status"].startswith("planned")
+    reply = values["messages"][-1]
+    assert reply["name"] == "synthesizer" and reply["response_metadata"]["model_name"] == "synthesizer"
+    assert reply["usage_metadata"]["output_tokens"] > 0
+    assert answer_nodes == {"synthesizer"} and streamed_roles == {"synthesizer"}  # no planner JSON in the chat
