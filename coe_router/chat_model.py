@@ -6,10 +6,13 @@
     router.invoke(messages, context={"expert": "coder"})     # per-call control (graphs/context.py)
 
 Each call routes the conversation's last human turn and returns the answering expert's AIMessage: `name` and
-`response_metadata["model_name"]` are the expert, `response_metadata["coe"]` the routing decision,
-`usage_metadata` the expert's tokens. Tools bound with `bind_tools` (and so `with_structured_output`) go to the
-routed expert; an expert whose model cannot call tools fails over to the next expert of the route, and when none
-can, the error names each expert.
+`response_metadata["model_name"]` are the expert (a plan's synthesizer when it wrote the answer),
+`response_metadata["coe"]` the routing decision, `usage_metadata` the writer's tokens. Tools bound with
+`bind_tools` go to the routed expert; an expert whose model cannot call tools fails over to the next expert of the
+route, and when none can, the error names each expert. `with_structured_output` sends a JSON schema as
+`response_format`, which every expert kind honours. The router's fields of `configurable` are run context too; a
+review pause raises `NeedsReviewError`, answered with `resume`. How the inner graph stays a clean child of this
+model's run is in chat_runs.py.
 """
 
 from __future__ import annotations
