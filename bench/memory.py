@@ -62,8 +62,10 @@ def measure(batches: int, per_batch: int, concurrency: int = 16, env: dict | Non
                     upstream.clear()  # the fake upstream's own record of requests is not the service's memory
                     rss.append(_rss_mb(service.process.pid))
     last_kb = round((rss[-1] - rss[-2]) * 1024 / per_batch, 1)
+    half = batches // 2  # the first batches fill bounded caches; the later ones show whether it levelled off
+    later_kb = round((rss[-1] - rss[half]) * 1024 / (per_batch * (batches - half)), 1)
     return {"per_batch": per_batch, "concurrency": concurrency, "rss_mb": rss, "last_batch_kb_per_request": last_kb,
-            "statuses": statuses}
+            "later_batches_kb_per_request": later_kb, "statuses": statuses}
 
 
 def run(quick: bool = False, batches: int | None = None, per_batch: int | None = None) -> dict:
@@ -74,7 +76,8 @@ def format_lines(result: dict) -> list[str]:
     steps = " -> ".join(f"{mb:,.0f}" for mb in result["rss_mb"])
     return ["", f"  coe serve RSS over batches of {result['per_batch']} requests ({result['concurrency']} concurrent, "
                 f"knn routing, instant expert): {steps} MB; last batch "
-                f"{result['last_batch_kb_per_request']} KB per request"]
+                f"{result['last_batch_kb_per_request']} KB per request, later half of the batches "
+                f"{result['later_batches_kb_per_request']} KB per request"]
 
 
 def main(argv=None) -> int:

@@ -29,6 +29,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk
+from langgraph.checkpoint.memory import InMemorySaver
 
 from coe_router.routing.expert_call import ANSWER_TAG
 from coe_router.routing.fallback import RequestCancelled
@@ -134,6 +135,14 @@ class GraphEvents:
         self.deadline = time.monotonic() + deadline_s
         self.watch = watch
         self._closed = False
+        self._graph, self._thread_id = graph, (config.get("configurable") or {}).get("thread_id")
+        self._ended = self._paused = False
+
+    def _seen(self, event: tuple[str, Any]) -> tuple[str, Any]:
+        mode, payload = event
+        if mode == "updates" and isinstance(payload, dict) and "__interrupt__" in payload:
+            self._paused = True
+        return event
 
     async def next(self, idle: bool = True) -> tuple[str, Any] | None:
         """The next event; None at the end. `idle=False` waits up to the deadline (before a stream has begun)."""
@@ -142,17 +151,20 @@ class GraphEvents:
             raise DeadlineError(f"the request took longer than its deadline of {self.deadline_s:g}s")
         wait = min(self.idle_s, remaining) if idle else remaining
         try:
-            return await asyncio.wait_for(anext(self._events), wait)
+            return self._seen(await asyncio.wait_for(anext(self._events), wait))
         except StopAsyncIteration:
+            self._ended = True
             return None
         except TimeoutError:
             if wait < remaining:
                 raise StreamIdleError(f"the stream was silent for {self.idle_s:g}s (--stream-idle-s)") from None
             raise DeadlineError(f"the request took longer than its deadline of {self.deadline_s:g}s") from None
 
-    def all(self) -> AsyncIterator[tuple[str, Any]]:
+    async def all(self) -> AsyncIterator[tuple[str, Any]]:
         """The events without a timer each (the caller bounds the whole run)."""
-        return self._events
+        async for event in self._events:
+            yield self._seen(event)
+        self._ended = True
 
     async def aclose(self) -> None:
         if self.watch is not None:
@@ -161,6 +173,15 @@ class GraphEvents:
             self._closed = True
             with contextlib.suppress(Exception):  # closing a failed or cancelled run must not raise again
                 await self._events.aclose()
+            await self._forget_if_answered()
+
+    async def _forget_if_answered(self) -> None:
+        """An in-process checkpointer (`persistence.checkpointer: memory`) would keep every answered request's
+        thread for the life of the service: one that ended with an answer is dropped (a paused one is kept for
+        its review; SQLite and Postgres keep theirs on disk)."""
+        saver = getattr(self._graph, "checkpointer", None)
+        if self._ended and not self._paused and self._thread_id and isinstance(saver, InMemorySaver):
+            await saver.adelete_thread(self._thread_id)
 
 
 def needs_review(thread_id: str) -> ProtocolError:

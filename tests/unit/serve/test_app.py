@@ -107,3 +107,21 @@ def test_bearer_token_is_required_when_configured(serve):
     with pytest.raises(openai.AuthenticationError):
         client(url, key="wrong").models.list()
     assert client(url, key="s3cret").models.list().data[0].id == "coe"
+
+
+def test_an_in_process_checkpointer_keeps_no_answered_thread(config, store, run_app):
+    """`persistence.checkpointer: memory` in a long-running service: answered requests leave nothing behind (each
+    would otherwise keep its thread's checkpoints for the life of the process), streamed or not."""
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    saver = InMemorySaver()
+    graph = build_graph(config, models=models(), store=store, checkpointer=saver)
+    url = run_app(create_app(graph, token_env="COE_TEST_TOKEN", max_query_chars=500))
+    for stream in (False, True, False):
+        reply = client(url).chat.completions.create(
+            model="coe", stream=stream, messages=[{"role": "user", "content": "solve the equation 2x = 10"}])
+        if stream:
+            assert "".join(c.choices[0].delta.content or "" for c in reply if c.choices) == "The answer is 5."
+        else:
+            assert reply.choices[0].message.content == "The answer is 5."
+    assert graph.checkpointer.storage == {} and not graph.checkpointer.writes
