@@ -82,3 +82,36 @@ def test_sqlite_checkpoints_load_router_types_without_warnings(tmp_path, store, 
     with caplog.at_level("WARNING"):
         graph.invoke(Command(resume={"task": "code"}), thread)
     assert not [r for r in caplog.records if "unregistered type" in r.getMessage()]
+
+
+def test_a_router_node_pauses_for_review_on_its_parents_checkpointer(tmp_path, store):
+    """`checkpointer: parent`: the router as a node of the caller's graph, which owns the checkpointer."""
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    router = build_graph(review_config(tmp_path, "parent"), models=models(), store=store)
+    assert router.checkpointer is None
+    app = StateGraph(MessagesState)
+    app.add_node("router", router)
+    app.add_edge(START, "router")
+    app.add_edge("router", END)
+    parent = app.compile(checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "p-1"}}
+    paused = parent.invoke({"messages": [HumanMessage("zzz qqq")]}, thread)
+    assert paused["__interrupt__"][0].value["query"] == "zzz qqq"
+    resumed = parent.invoke(Command(resume={"task": "code"}), thread)
+    assert resumed["messages"][-1].content == "answer from code-model" and resumed["messages"][-1].name == "coder"
+
+
+def test_a_service_refuses_the_parents_checkpointer(tmp_path):
+    import asyncio
+
+    from coe_router.persistence import open_async_checkpointer
+
+    async def open_it():
+        async with open_async_checkpointer(review_config(tmp_path, "parent")):
+            pass
+
+    with pytest.raises(ConfigError, match="persistence.checkpointer: parent is for a router inside a LangGraph app"):
+        asyncio.run(open_it())
