@@ -168,7 +168,7 @@ def _knn_params(args: argparse.Namespace, k: int):
     from coe_router.routing.query_router import KnnRouterParams
 
     return KnnRouterParams(k=args.knn_k, weighting=args.weighting, temperature=args.temperature, prior=args.prior,
-                           prior_strength=args.prior_strength, task_k=args.task_k or k, cost_weight=args.cost_weight)
+                           prior_strength=args.prior_strength, task_k=args.task_k, cost_weight=args.cost_weight)
 
 
 class _Setup:
@@ -223,9 +223,13 @@ def _eval_replay(args: argparse.Namespace) -> int:
     if unknown:
         raise ValueError(f"unknown router(s) {unknown} ({', '.join(ROUTERS)}, all)")
     setup = _Setup(args, need_vectors=bool({"two-stage", "knn-router"} & set(routers)) or args.k == "auto")
+    if args.write_config and len(setup.pools) > 1:
+        raise ValueError("--write-config writes one pool's knn-router settings: give one pool (--models, not --pool)")
     by_pool = {}
     for name, pool in setup.pools.items():
         bench, _, cv = setup.bench(args, pool)
+        if args.write_config:
+            _write_router_settings(args.write_config, bench.knn_params)
         payload = [r.model_dump() for r in bench.run_all(routers)]
         for item in payload:
             if item["router"] == "knn-router" and cv is not None:
@@ -245,6 +249,14 @@ def _eval_replay(args: argparse.Namespace) -> int:
         for r in payload:
             print("  " + _replay_line(r))
     return 0
+
+
+def _write_router_settings(path: str, params) -> None:
+    """`router.knn` as YAML, to paste (or merge) into a config: the settings this replay evaluated."""
+    import yaml
+
+    Path(path).write_text(yaml.safe_dump({"router": {"knn": params.model_dump()}}, sort_keys=False), encoding="utf-8")
+    print(f"wrote the knn-router settings to {path} (router.knn)", file=sys.stderr)
 
 
 def _replay_line(r: dict) -> str:
@@ -296,14 +308,21 @@ def _eval_curve(args: argparse.Namespace) -> int:
 
 
 def _add_knn_options(parser: argparse.ArgumentParser) -> None:
+    """Defaults from KnnRouterParams, the same as a config's `router.knn` (what replay evaluates is deployed)."""
+    from coe_router.routing.query_router import KnnRouterParams
+
+    default = KnnRouterParams()
     group = parser.add_argument_group("knn-router")
-    group.add_argument("--knn-k", type=int, default=100, help="neighbours whose outcomes vote (default 100)")
-    group.add_argument("--weighting", choices=["uniform", "similarity", "softmax"], default="similarity")
-    group.add_argument("--temperature", type=float, default=0.05, help="softmax weighting temperature")
-    group.add_argument("--prior", choices=["none", "global", "task"], default="task")
-    group.add_argument("--prior-strength", type=float, default=20.0, help="pseudo-count of the prior")
-    group.add_argument("--task-k", type=int, help="neighbours for the task posterior of the task prior (default: --k)")
-    group.add_argument("--cost-weight", type=float, default=0.0, help="lambda in score - lambda * price / max price")
+    group.add_argument("--knn-k", type=int, default=default.k, help=f"neighbours whose outcomes vote (default {default.k})")
+    group.add_argument("--weighting", choices=["uniform", "similarity", "softmax"], default=default.weighting)
+    group.add_argument("--temperature", type=float, default=default.temperature, help="softmax weighting temperature")
+    group.add_argument("--prior", choices=["none", "global", "task"], default=default.prior)
+    group.add_argument("--prior-strength", type=float, default=default.prior_strength,
+                       help=f"pseudo-count of the prior (default {default.prior_strength:g})")
+    group.add_argument("--task-k", type=int, default=default.task_k,
+                       help=f"neighbours for the task posterior of the task prior (default {default.task_k})")
+    group.add_argument("--cost-weight", type=float, default=default.cost_weight,
+                       help="lambda in score - lambda * price / max price")
     group.add_argument("--tune", action="store_true", help="pick the knn-router settings by 5-fold CV on train")
 
 
@@ -375,6 +394,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="random, best-single, oracle, category, two-stage, knn-router; comma-separated or all")
     replay.add_argument("--pool", action="append", metavar="NAME=M1,M2|*",
                         help="a named model pool (repeatable); all pools are scored on one fixed question set")
+    replay.add_argument("--write-config", metavar="FILE",
+                        help="write the knn-router settings used (tuned with --tune) as a config's `router.knn` "
+                             "section to FILE (YAML), so the deployed router is the evaluated one")
     replay.set_defaults(run=_eval_replay)
 
     curve = steps.add_parser("curve", help="quality/cost curves: sweep the cost weight, Pareto points, APGR, CPT")

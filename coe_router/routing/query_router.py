@@ -59,14 +59,19 @@ class Memory(NamedTuple):
 
 
 class KnnRouterParams(BaseModel):
-    """Settings of the knn-router; `tune_knn_router` picks them by cross-validation on the training split."""
+    """Settings of the knn-router; `tune_knn_router` picks them by cross-validation on the training split.
+
+    These defaults are the only ones: a config's `router.knn` and `coe eval replay` both start from them, so a
+    config that writes no settings deploys the router that replay evaluated (`coe eval replay --write-config`
+    writes tuned ones)."""
 
     k: int = Field(100, gt=0, description="neighbours whose outcomes estimate each model's local accuracy")
     weighting: Weighting = Field("similarity", description="neighbour weight: 1, cosine, or exp(cos / temperature)")
     temperature: float = Field(0.05, gt=0)
     prior: Prior = Field("task", description="what the local estimate is shrunk towards")
-    prior_strength: float = Field(10.0, ge=0, description="pseudo-count of the prior, in neighbour-weight units")
-    task_k: int = Field(10, gt=0, description="neighbours whose task labels give P(task | query) for the task prior")
+    prior_strength: float = Field(20.0, ge=0, description="pseudo-count of the prior, in neighbour-weight units")
+    task_k: int = Field(5, gt=0, description="neighbours whose task labels give P(task | query) for the task prior "
+                                             "(the two-stage classifier's k)")
     cost_weight: float = Field(0.0, ge=0, description="lambda: utility = score - lambda * price / max price")
 
 

@@ -189,3 +189,27 @@ def test_building_the_parser_loads_no_handler_dependencies():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_replay_and_a_config_without_knn_settings_use_the_same_knn_router(tmp_path):
+    """What `coe eval replay` evaluates by default is what `router: {kind: knn}` deploys (they once differed:
+    prior_strength 20 vs 10, task_k 5 vs 10, 5% of picks)."""
+    from coe_router.config.schema import RouterSpec
+
+    args = build_parser().parse_args(
+        ["eval", "replay", *[f"--{n}=x" for n in ("train-questions", "train-outcomes", "test-questions", "test-outcomes")]])
+    deployed = RouterSpec(kind="knn", outcomes="o.csv", questions="q.jsonl").knn
+    assert evaluate._knn_params(args, DEFAULT_CLASSIFIER_K) == deployed
+
+
+def test_replay_writes_the_settings_it_evaluated_as_a_config_section(tmp_path):
+    import yaml
+
+    from coe_router.config.schema import RouterSpec
+    from coe_router.routing.query_router import KnnRouterParams
+
+    tuned = KnnRouterParams(k=40, weighting="softmax", prior="global", prior_strength=3.0, task_k=7)
+    out = tmp_path / "router.yaml"
+    evaluate._write_router_settings(str(out), tuned)
+    section = yaml.safe_load(out.read_text())["router"]
+    assert RouterSpec(kind="knn", outcomes="o.csv", questions="q.jsonl", **section).knn == tuned
