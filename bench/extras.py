@@ -15,7 +15,7 @@ def leaderboard_time(repeats: int = 5) -> dict:
     correctness, questions = DATA / "correctness.csv", DATA / "questions.jsonl"
     try:
         from coe_router.evaluation.leaderboard import build_leaderboard
-        from coe_router.evaluation.outcomes import read_outcomes
+        from coe_router.outcomes import read_outcomes
     except ImportError as exc:
         return {**_numpy_leaderboard(correctness, repeats), "note": f"coe_router.evaluation.leaderboard unavailable ({exc})"}
     read_t, build_t = [], []

@@ -13,6 +13,8 @@ from coe_router.graphs.two_stage import build_two_stage_graph
 from coe_router.models.factory import build_models, used_models
 from coe_router.persistence import checkpointer_from_config, with_router_serde
 from coe_router.retrieval.encoder import Encoder, as_encoder, load_encoder
+from coe_router.retrieval.identity import check_encoder
+from coe_router.retrieval.memory_vectors import memory_vectors
 from coe_router.retrieval.store import (
     ChromaServerError,
     ExampleStore,
@@ -33,21 +35,31 @@ def needs_examples(config: RouterConfig) -> bool:
     return kind in ("knn", "hybrid") or (kind == "llm" and config.classifier.use_examples)
 
 
-def open_example_store(config: RouterConfig, encoder: Encoder | Embeddings | None = None,
-                       progress: bool = False) -> ExampleStore:
-    """The config's persistent collection, in a local folder or on a Chroma server (`retriever.chroma_url`, shared
-    by every replica); filled from `retriever.examples` when it holds fewer examples."""
+def _retriever_client(config: RouterConfig):
+    """The Chroma client of the config's retriever: a local folder, or the server every replica shares."""
     spec = config.retriever
-    encoder = encoder or load_encoder(spec.embedding_package, spec.embedding_path)
     folder = config.resolve_path(spec.persist_dir)
     if not spec.chroma_url and folder.exists() and not folder.is_dir():
         raise ConfigError(f"retriever.persist_dir: {folder} is a file, not a folder for the Chroma index")
     try:
-        client = chroma_client(url=spec.chroma_url) if spec.chroma_url else chroma_client(folder)
+        return chroma_client(url=spec.chroma_url) if spec.chroma_url else chroma_client(folder)
     except ChromaServerError as exc:
         raise ConfigError(f"retriever.chroma_url: {exc}") from None
+
+
+def open_example_store(config: RouterConfig, encoder: Encoder | Embeddings | None = None,
+                       progress: bool = False) -> ExampleStore:
+    """The config's persistent collection, in a local folder or on a Chroma server (`retriever.chroma_url`, shared
+    by every replica); filled from `retriever.examples` when it holds fewer examples. A collection another encoder
+    built is refused (retrieval/identity.py)."""
+    spec = config.retriever
+    encoder = encoder or load_encoder(spec.embedding_package, spec.embedding_path)
+    client = _retriever_client(config)
     store = ExampleStore(chroma_collection(spec.collection, None, client), encoder, client=client,
                          recheck_s=spec.check_every_s)
+    check_encoder(store.collection, store.encoder, f"retriever.collection {spec.collection!r}",
+                  "set a new retriever.collection name to index the examples with this encoder, or delete the "
+                  "collection to rebuild it")
     if spec.examples:
         path = config.resolve_path(spec.examples)
         if not path.exists():
@@ -61,13 +73,15 @@ def open_example_store(config: RouterConfig, encoder: Encoder | Embeddings | Non
     return store
 
 
-def query_router_from_config(config: RouterConfig, encoder: Encoder | Embeddings | None) -> LiveQueryRouter | None:
+def query_router_from_config(config: RouterConfig, encoder: Encoder | Embeddings | None,
+                             progress: bool = False) -> LiveQueryRouter | None:
     """The live knn router of `router.kind: knn`: its memory is the recorded outcomes of the config's experts
-    (columns of experts the config lacks are left out), embedded with the retriever's encoder."""
+    (columns of experts the config lacks are left out), embedded with the retriever's encoder once and kept
+    beside the retriever's examples (retrieval/memory_vectors.py), so a restart reads the vectors back."""
     spec = config.router
     if spec.kind != "knn":
         return None
-    from coe_router.evaluation.outcomes import read_outcomes
+    from coe_router.outcomes import read_outcomes
 
     for field in ("outcomes", "questions"):
         if not config.resolve_path(getattr(spec, field)).is_file():
@@ -80,8 +94,10 @@ def query_router_from_config(config: RouterConfig, encoder: Encoder | Embeddings
     if memory.n == 0:
         raise ConfigError("router.outcomes: no question has an outcome for every expert")
     encoder = as_encoder(encoder or load_encoder(config.retriever.embedding_package, config.retriever.embedding_path))
+    vectors = memory_vectors(_retriever_client(config), config.retriever.collection, encoder, memory.questions,
+                             progress=progress)
     prices = expert_prices(config)
-    knn = KnnRouter(experts, encoder.encode(memory.questions), memory.scores, memory.categories.tolist(), spec.knn,
+    knn = KnnRouter(experts, vectors, memory.scores, memory.categories.tolist(), spec.knn,
                     prices if all(e in prices for e in experts) else None)
     return LiveQueryRouter(knn, encoder, prices)
 
@@ -108,7 +124,7 @@ def build_graph(
         return _assemble(config, models, store, encoder, classifier, checkpointer, progress)
     except ConfigError as exc:
         source = str(config.source) if config.source else ""
-        raise (ConfigError(f"{source}: {exc}") if source and not str(exc).startswith(source) else exc) from None
+        raise (type(exc)(f"{source}: {exc}") if source and not str(exc).startswith(source) else exc) from None
 
 
 def attempt_policies(config: RouterConfig) -> dict[str, AttemptPolicy]:
@@ -150,7 +166,7 @@ def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpoi
         checkpointer=checkpointer if config.mode == "single" else None,
         prices=expert_prices(config),
         threshold=config.classifier.threshold,
-        query_router=query_router_from_config(config, store.encoder if store is not None else encoder),
+        query_router=query_router_from_config(config, store.encoder if store is not None else encoder, progress),
     )
     if config.mode == "single":
         return single

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from coe_router.evaluation.curves import CurveReport, cost_curve
-from coe_router.evaluation.outcomes import read_llmrouter_scores, read_prices
+from coe_router.outcomes import read_llmrouter_scores, read_prices
 from coe_router.evaluation.plots import plot_confusion, plot_curve
 from coe_router.evaluation.prices import PER_1M, cost_matrix
 from coe_router.evaluation.replay import ReplayBench

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coe_router.evaluation.outcomes import Outcomes, read_outcomes
+from coe_router.outcomes import Outcomes, read_outcomes
 from coe_router.evaluation.plots import plot_confusion, plot_radar
 from coe_router.evaluation.replay import pool_union, prepare_pool
 from coe_router.evaluation.splits import stratified_split

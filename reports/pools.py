@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from coe_router.evaluation.embedding_cache import encode_cached
 from coe_router.evaluation.leaderboard import Leaderboard
-from coe_router.evaluation.outcomes import Outcomes
+from coe_router.outcomes import Outcomes
 from coe_router.evaluation.replay import ClassifierReport, ReplayBench, ReplayResult, prepare_pool
 from coe_router.evaluation.tuning import CvScore, best_classifier_k, default_grid, tune_classifier_k, tune_knn_router
 from coe_router.routing.query_router import KnnRouterParams

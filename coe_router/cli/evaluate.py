@@ -59,7 +59,7 @@ def _plot_then_json(out, plot: tuple, title: str, as_json: bool, report) -> int 
 
 
 def _split(args: argparse.Namespace) -> int:
-    from coe_router.evaluation.outcomes import read_outcomes
+    from coe_router.outcomes import read_outcomes
     from coe_router.evaluation.splits import write_split
 
     paths = write_split(read_outcomes(args.outcomes, args.questions), args.out, args.test_fraction, args.seed)
@@ -70,7 +70,7 @@ def _split(args: argparse.Namespace) -> int:
 def _import_long(args: argparse.Namespace) -> int:
     """A long file (one row per question and model) -> questions.jsonl + correctness.csv (+ costs.csv)."""
     from coe_router.evaluation.long_format import ScoreRange, read_long
-    from coe_router.evaluation.outcomes import costs_path_for, write_outcomes
+    from coe_router.outcomes import costs_path_for, write_outcomes
     from coe_router.evaluation.prices import read_price_list
 
     prices = read_price_list(args.prices) if args.prices else None
@@ -86,7 +86,7 @@ def _import_long(args: argparse.Namespace) -> int:
 
 def _import_llmrouter(args: argparse.Namespace) -> int:
     """LLMRouter's scores_with_task.jsonl -> the questions.jsonl + correctness.csv pair per split (+ prices.json)."""
-    from coe_router.evaluation.outcomes import read_llmrouter_scores, read_prices, write_outcomes
+    from coe_router.outcomes import read_llmrouter_scores, read_prices, write_outcomes
 
     out = Path(args.out)
     written = {}
@@ -141,7 +141,7 @@ def _classifier_k(args: argparse.Namespace, train_vectors, train) -> int:
 
 
 def _eval_classifier(args: argparse.Namespace) -> int:
-    from coe_router.evaluation.outcomes import read_questions
+    from coe_router.outcomes import read_questions
     from coe_router.evaluation.replay import classification_report, classify, retrieve
 
     train, test = read_questions(args.train_questions), read_questions(args.test_questions)
@@ -175,7 +175,7 @@ class _Setup:
     """What replay and curve share: the splits on one fixed question set for every pool, prices, vectors."""
 
     def __init__(self, args: argparse.Namespace, need_vectors: bool):
-        from coe_router.evaluation.outcomes import read_outcomes
+        from coe_router.outcomes import read_outcomes
         from coe_router.evaluation.prices import parse_tokens, read_price_list
         from coe_router.evaluation.replay import parse_pools, pool_union, prepare_pool
 

@@ -58,7 +58,7 @@ def _leaderboard_build(args: argparse.Namespace) -> int:
         write_leaderboard,
     )
     from coe_router.evaluation.long_format import read_long
-    from coe_router.evaluation.outcomes import read_outcomes, read_prices
+    from coe_router.outcomes import read_outcomes, read_prices
 
     prices = read_prices(args.prices) if args.prices else None
     if args.table:

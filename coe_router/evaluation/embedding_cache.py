@@ -16,6 +16,8 @@ from typing import Sequence
 import numpy as np
 
 from coe_router.retrieval.encoder import Encoder
+from coe_router.retrieval.identity import encoder_name
+from coe_router.retrieval.memory_vectors import text_key
 
 
 def default_cache_dir() -> Path:
@@ -25,13 +27,9 @@ def default_cache_dir() -> Path:
 
 
 def encoder_id(encoder: Encoder) -> str:
-    """A name for the encoder that changes with the model: the MiniLM folder's name, else the class and size."""
-    if getattr(encoder, "model_id", None):
-        return encoder.model_id
-    tokenizer = getattr(getattr(encoder, "model", None), "tokenizer", None)
-    source = getattr(tokenizer, "name_or_path", None)
-    if source:
-        return f"{type(encoder).__name__}:{Path(source).parent.name}/{Path(source).name}"
+    """A name for the encoder that changes with the model (the cache folder is keyed by it)."""
+    if getattr(encoder, "model_id", None) or getattr(getattr(encoder, "model", None), "tokenizer", None):
+        return encoder_name(encoder)
     return f"{type(encoder).__name__}:{getattr(encoder, 'dim', '')}"
 
 
@@ -53,10 +51,6 @@ class LazyEncoder:
 
             self._encoder = load_encoder(self.package, self.path)
         return self._encoder.encode(texts)
-
-
-def text_key(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 class EmbeddingCache:

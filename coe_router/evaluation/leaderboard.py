@@ -19,7 +19,7 @@ from typing import Literal, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from coe_router.evaluation.outcomes import Outcomes
+from coe_router.outcomes import Outcomes
 
 LeaderboardMissing = Literal["drop", "zero", "per-model"]
 """`drop`/`zero` as in outcomes.MissingPolicy; `per-model`: each model's accuracy over the questions it answered

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coe_router.evaluation.outcomes import Outcomes, OutcomesFileError
+from coe_router.outcomes import Outcomes, OutcomesFileError
 from coe_router.evaluation.prices import TokenPrice
 from coe_router.jsonl import read_jsonl, require
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from coe_router.evaluation.outcomes import Outcomes, OutcomesFileError
+from coe_router.outcomes import Outcomes, OutcomesFileError
 
 PER_1M = "$ / 1M tokens"
 PER_QUERY = "$ / query"

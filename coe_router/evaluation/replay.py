@@ -22,7 +22,7 @@ from coe_router.defaults import UNKNOWN_TASK
 from coe_router.evaluation import DEFAULT_CLASSIFIER_K
 from coe_router.evaluation.bootstrap import Interval, paired_bootstrap
 from coe_router.evaluation.leaderboard import Leaderboard, build_leaderboard
-from coe_router.evaluation.outcomes import MissingPolicy, Outcomes
+from coe_router.outcomes import MissingPolicy, Outcomes
 from coe_router.evaluation.replay_routers import BestSingleRouter, RandomRouter, TaskMapRouter, oracle_route
 from coe_router.retrieval.neighbours import top_k
 from coe_router.routing.classifiers import KnnClassifier, TaskClassifier

@@ -17,7 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
-from coe_router.evaluation.outcomes import Outcomes, write_outcomes
+from coe_router.outcomes import Outcomes, write_outcomes
 
 
 def _stable_seed(seed: int, category: str) -> int:

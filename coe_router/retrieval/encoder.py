@@ -45,7 +45,8 @@ class EmbeddingsEncoder:
 
     def __init__(self, embeddings: Embeddings):
         self.embeddings = embeddings
-        self.model_id = f"{type(embeddings).__name__}:{getattr(embeddings, 'model', '') or ''}"
+        model = getattr(embeddings, "model", "") or ""
+        self.model_id = f"{type(embeddings).__name__}:{model}" if model else type(embeddings).__name__
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)

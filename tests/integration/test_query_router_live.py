@@ -32,3 +32,41 @@ def test_the_query_level_router_answers_offline_with_expected_scores(knn_config)
     assert set(scores) == {"gemma3", "smollm2"} and all(0 <= s <= 1 for s in scores.values())
     assert decision.expert == max(scores, key=scores.get)
     assert result["messages"][-1].response_metadata["coe"]["candidates"]
+
+
+class CountingEncoder:
+    """The real MiniLM encoder, counting the texts it is asked to embed."""
+
+    def __init__(self, encoder):
+        self.encoder, self.texts = encoder, 0
+        self.model = encoder.model  # the same identity (its model's name) as the encoder it counts for
+
+    def encode(self, texts):
+        self.texts += len(texts)
+        return self.encoder.encode(texts)
+
+
+def test_a_restart_reads_the_memory_vectors_back_instead_of_embedding_them(knn_config):
+    from coe_router.retrieval.encoder import load_encoder
+
+    minilm = load_encoder(knn_config.retriever.embedding_package, knn_config.retriever.embedding_path)
+    build_graph(knn_config, encoder=CountingEncoder(minilm))  # the first start embeds what is missing
+    restart = CountingEncoder(minilm)
+    graph = build_graph(knn_config, encoder=restart)
+    memory_rows = len(graph.query_router.knn.vectors)
+    assert memory_rows > 100 and restart.texts <= 4  # identity probes only, none of the memory's questions
+    decision = graph.invoke({"messages": [("user", "What is the derivative of x^3?")]})["decision"]
+    assert decision.candidates and decision.expert in {"gemma3", "smollm2"}
+
+
+def test_another_encoder_on_a_minilm_collection_is_refused_naming_both(knn_config):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from coe_router.retrieval.identity import EncoderMismatchError
+
+    build_graph(knn_config)  # the collection exists, built by MiniLM
+    for size in (384, 64):
+        with pytest.raises(EncoderMismatchError, match=r"retriever.collection .*built by encoder "
+                                                       r"SentenceEncoder:.*\(384 dimensions\).*DeterministicFakeEmbedding"
+                                                       rf".*\({size} dimensions\); set a new retriever.collection name"):
+            build_graph(knn_config, encoder=DeterministicFakeEmbedding(size=size))

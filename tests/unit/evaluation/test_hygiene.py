@@ -9,7 +9,7 @@ import pytest
 from coe_router.cli import evaluate as cli_eval
 from coe_router.cli.main import main
 from coe_router.evaluation import DEFAULT_CLASSIFIER_K
-from coe_router.evaluation.outcomes import Outcomes, write_outcomes
+from coe_router.outcomes import Outcomes, write_outcomes
 from coe_router.evaluation.replay import ReplayBench, parse_pools, pool_union
 from coe_router.evaluation.splits import duplicate_groups, normalize_text, split_outcomes, stratified_split
 from tests.fakes import BagOfWordsEncoder

@@ -18,7 +18,7 @@ from coe_router.evaluation.leaderboard import (
     read_leaderboard,
     write_leaderboard,
 )
-from coe_router.evaluation.outcomes import OutcomesFileError, read_outcomes, read_prices, write_outcomes
+from coe_router.outcomes import OutcomesFileError, read_outcomes, read_prices, write_outcomes
 from tests.unit.conftest import write_config
 
 # 4 math questions, 2 history questions; models named like the experts of the shared test config.

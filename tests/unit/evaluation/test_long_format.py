@@ -7,7 +7,7 @@ import pytest
 
 from coe_router.cli.main import main
 from coe_router.evaluation.long_format import ScoreRange, read_long
-from coe_router.evaluation.outcomes import (
+from coe_router.outcomes import (
     OutcomesFileError,
     costs_path_for,
     read_llmrouter_scores,

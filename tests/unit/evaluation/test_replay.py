@@ -11,7 +11,7 @@ import pytest
 from coe_router.cli import evaluate as cli_eval
 from coe_router.cli.main import main
 from coe_router.evaluation.embedding_cache import encode_cached
-from coe_router.evaluation.outcomes import Outcomes, read_outcomes, write_outcomes
+from coe_router.outcomes import Outcomes, read_outcomes, write_outcomes
 from coe_router.evaluation.replay import ROUTERS, ReplayBench, classification_report, prepare_pool
 from coe_router.evaluation.replay_routers import oracle_route
 from coe_router.evaluation.splits import split_outcomes, stratified_split

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from coe_router import build_graph, load_config
-from coe_router.evaluation.outcomes import read_outcomes
+from coe_router.outcomes import read_outcomes
 from coe_router.evaluation.replay import ReplayBench
 from coe_router.routing.query_router import KnnRouter, KnnRouterParams
 from tests.fakes import BagOfWordsEncoder, ScriptedChat

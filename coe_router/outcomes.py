@@ -1,5 +1,8 @@
 """Recorded outcomes of a benchmark: which model got which question right, read from questions.jsonl + correctness.csv.
 
+Two users: the live knn router (`router.kind: knn`), whose memory these outcomes are, and the evaluation toolkit
+(leaderboards, replay). So the module sits beside both, and the runtime never imports `evaluation/`.
+
 Everything the leaderboard and the replay evaluation compute is a function of one matrix `scores[question, model]`
 (1/0, or a fractional score such as an F1; NaN where a model was not evaluated) plus the question texts and task
 labels. Keeping that matrix in one typed value means no module re-parses files or re-joins ids on its own.
