@@ -18,16 +18,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _mmlu_pro_dir() -> Path:
-    """$COE_BENCH_DATA, else mmlu-pro-model-outputs in the data folder `python -m reports` finds ($COE_DATA_DIR or
-    shared/data next to the repository)."""
+    """$COE_BENCH_DATA, else mmlu-pro-model-outputs in the data `python -m reports` finds (the repository's copy)."""
     if os.environ.get("COE_BENCH_DATA"):
         return Path(os.environ["COE_BENCH_DATA"])
-    from reports.main import find_data_dir
+    from reports.data import find_data_dir
 
-    try:
-        return find_data_dir() / "mmlu-pro-model-outputs"
-    except FileNotFoundError:
-        return REPO.parent / "shared" / "data" / "mmlu-pro-model-outputs"
+    return find_data_dir() / "mmlu-pro-model-outputs"
 
 
 DATA = _mmlu_pro_dir()

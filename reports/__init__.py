@@ -1,4 +1,4 @@
-"""Regenerate docs/RESULTS.md from the recorded data in shared/data: `python -m reports` from the repository root.
+"""Regenerate docs/RESULTS.md from the recorded data in data/: `python -m reports` from the repository root.
 
 Not part of the installed `coe_router` package: the sections here are specific to three data sets (MMLU-Pro
 outcomes of 29 models, LLMRouter, DevOps-Eval) and use only the library's generic evaluation

@@ -1,4 +1,4 @@
-"""`python -m reports [--out docs/RESULTS.md] [--data ../shared/data] [--seeds 5] [--no-ablation]`."""
+"""`python -m reports [--out docs/RESULTS.md] [--data FOLDER] [--seeds 5] [--no-ablation]`."""
 
 import sys
 

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[3]
-DATA = REPO.parent / "shared" / "data"
 
 
 def test_python_dash_m_reports_help():
@@ -31,11 +30,11 @@ def test_mmlu_pro_model_metadata_gives_the_documented_pools():
     assert list(mmlu_pools()) == ["all 29 models", "open weights (27)", "<= 8B parameters (14)"]
 
 
-@pytest.mark.skipif(not (DATA / "devops-eval").is_dir(), reason="shared/data not available")
 def test_devops_section_matches_the_committed_results():
+    from reports.data import find_data_dir
     from reports.devops import devops_section
 
-    section = devops_section(DATA)
+    section = devops_section(find_data_dir())  # the repository's copy of the data
     assert section.startswith("## DevOps-Eval")
     assert section in (REPO / "docs" / "RESULTS.md").read_text(encoding="utf-8")
 
@@ -63,3 +62,19 @@ def test_curve_tables_and_figures_folder(tmp_path):
     seen = []
     line = Figures(tmp_path / "img").draw("x.png", "alt text", lambda *args: seen.append(args), 1, 2)
     assert line == "![alt text](img/x.png)" and seen == [(1, 2, tmp_path / "img" / "x.png")]
+
+
+def test_the_repository_carries_the_data_and_unpacks_it_once(tmp_path, monkeypatch):
+    from reports import data
+
+    monkeypatch.setenv("COE_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("COE_DATA_DIR", raising=False)
+    folder = data.find_data_dir()
+    assert folder.parent == tmp_path / "data"
+    for part in ("mmlu-pro-model-outputs/correctness.csv", "mmlu-pro-model-outputs/LICENSE",
+                 "llmrouter-ulab/scores_with_task.jsonl", "llmrouter-ulab/llm_candidates/default_llm.json",
+                 "devops-eval/leaderboard_devops_zero_shot.csv", "README.md"):
+        assert (folder / part).is_file(), part
+    assert data.find_data_dir() == folder and len(list((tmp_path / "data").iterdir())) == 1  # unpacked once
+    with pytest.raises(FileNotFoundError, match="does not hold mmlu-pro-model-outputs"):
+        data.find_data_dir(tmp_path)

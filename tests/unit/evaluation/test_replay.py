@@ -219,15 +219,14 @@ def test_cli_split_and_confusion_plot(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "cm.png").read_bytes()[:4] == b"\x89PNG"
 
 
-MMLU = Path(__file__).resolve().parents[4] / "shared" / "data" / "mmlu-pro-model-outputs"
-
-
 @pytest.mark.integration
-@pytest.mark.skipif(not MMLU.exists(), reason="shared/data not available")
 def test_real_mmlu_pro_split_reproduces_the_reported_baselines():
     """The 29-model pool on the seed-0 split of docs/RESULTS.md (no embeddings needed for these routers); the
     split keeps MMLU-Pro's 388 questions with a repeated text on one side."""
-    data = read_outcomes(MMLU / "correctness.csv", MMLU / "questions.jsonl")
+    from reports.data import find_data_dir
+
+    mmlu = find_data_dir() / "mmlu-pro-model-outputs"  # the repository's copy
+    data = read_outcomes(mmlu / "correctness.csv", mmlu / "questions.jsonl")
     train, test = split_outcomes(data, 0.3, seed=0)
     assert (train.n, test.n) == (5865, 2514)
     train, test, _, _ = prepare_pool(train, test)
