@@ -30,6 +30,8 @@ def batch_ceiling(data: Data, encoder, sizes=(1, 4, 8, 16, 32), bf16_sizes=(16, 
     modes = {f"fp32_b{b}": (fp32, b) for b in sizes}
     modes.update({f"bf16_b{b}": (bf16, b) for b in bf16_sizes})
     pool = [data.questions[i].text for i in data.test[::-1]]  # from the end: texts no other row used
+    per_round = min(per_round, len(pool))
+    rounds = max(1, min(rounds, len(pool) // per_round))  # fresh texts every round, however small the test pool
     fp32(pool[:4]), bf16(pool[:4])
     per_text = {name: [] for name in modes}
     names = list(modes)
