@@ -37,7 +37,12 @@ EXAMPLES = [
 
 
 def write_config(tmp_path: Path, **overrides) -> Path:
+    """The test config with `overrides`; its Chroma index in `tmp_path` (never the user's ~/.cache) unless the
+    overrides place it."""
     data = {**CONFIG, **overrides}
+    retriever = dict(data.get("retriever") or {})
+    if "persist_dir" not in retriever and "chroma_url" not in retriever:
+        data["retriever"] = {**retriever, "persist_dir": str(tmp_path / "chroma-index")}
     path = tmp_path / "router.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return path
