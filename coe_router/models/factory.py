@@ -53,15 +53,23 @@ def _schema_as_json_object(payload: dict) -> dict:
     return payload
 
 
+@functools.cache
+def _chat_openai_json_object() -> type:
+    """ChatOpenAI speaking the json_object schema dialect (one class for every such model)."""
+    from langchain_openai import ChatOpenAI
+
+    class ChatOpenAIJsonObject(ChatOpenAI):
+        def _get_request_payload(self, input_, *, stop=None, **kwargs) -> dict:
+            return _schema_as_json_object(super()._get_request_payload(input_, stop=stop, **kwargs))
+
+    return ChatOpenAIJsonObject
+
+
 def _openai_chat(name: str, spec: OpenAIModel) -> BaseChatModel:
     from langchain_openai import ChatOpenAI
 
     if spec.structured_output == "json_object":
-        class ChatOpenAIJsonObject(ChatOpenAI):
-            def _get_request_payload(self, input_, *, stop=None, **kwargs) -> dict:
-                return _schema_as_json_object(super()._get_request_payload(input_, stop=stop, **kwargs))
-
-        ChatOpenAI = ChatOpenAIJsonObject  # noqa: N806 - the same model, another structured-output dialect
+        ChatOpenAI = _chat_openai_json_object()  # noqa: N806 - the same model, another structured-output dialect
 
     api_key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
     if spec.api_key_env and not api_key:

@@ -79,10 +79,11 @@ def _unit(vector) -> np.ndarray:
     return vector / (np.linalg.norm(vector) or 1.0)
 
 
-def check_encoder(collection, encoder, where: str, way_out: str) -> EncoderIdentity:
+def check_encoder(collection, encoder, where: str, way_out: str,
+                  mine: EncoderIdentity | None = None) -> EncoderIdentity:
     """Refuse `encoder` on a collection another encoder built (naming both and `way_out`); record the encoder on
-    a collection that records none. Returns the encoder's identity."""
-    mine = identify(encoder)
+    a collection that records none. `mine`: the encoder's identity when the caller has it. Returns it."""
+    mine = mine or identify(encoder)
     recorded = EncoderIdentity.from_metadata(collection.metadata)
     if recorded is not None:
         if not recorded.matches(mine):

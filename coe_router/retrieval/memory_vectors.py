@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from coe_router.retrieval.identity import check_encoder, identify
+from coe_router.retrieval.identity import EncoderIdentity, check_encoder, identify
 
 BATCH = 1000  # under Chroma's maximum batch size, and a progress step
 
@@ -22,8 +22,7 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def memory_collection_name(base: str, encoder) -> str:
-    identity = identify(encoder)
+def memory_collection_name(base: str, identity: EncoderIdentity) -> str:
     tag = hashlib.sha256(f"{identity.name}|{identity.dim}|{identity.probe}".encode()).hexdigest()[:10]
     return f"{base}-knn-memory-{tag}"
 
@@ -33,10 +32,11 @@ def memory_vectors(client, base: str, encoder, texts: Sequence[str], *, progress
     where not."""
     from tqdm import tqdm
 
-    collection = client.get_or_create_collection(memory_collection_name(base, encoder), embedding_function=None,
+    identity = identify(encoder)
+    collection = client.get_or_create_collection(memory_collection_name(base, identity), embedding_function=None,
                                                  metadata={"hnsw:space": "cosine"})
     check_encoder(collection, encoder, f"the knn memory collection {collection.name!r}",
-                  "delete that collection to rebuild it")
+                  "delete that collection to rebuild it", identity)
     keys = [text_key(text) for text in texts]
     unique = list(dict.fromkeys(keys))
     known: dict[str, np.ndarray] = {}

@@ -51,9 +51,9 @@ def test_memory_vectors_are_computed_once_and_read_back(tmp_path):
     assert np.allclose(vectors, first.encode(texts))
     again = BagOfWordsEncoder(256)
     assert np.allclose(memory_vectors(client, "examples", again, texts), vectors)
-    assert again.calls == 2  # the identity probe (name and check), no question re-encoded
+    assert again.calls == 1  # the identity probe, no question re-encoded
     changed = BagOfWordsEncoder(256)
     memory_vectors(client, "examples", changed, [*texts[:-1], "a brand new question"])
-    assert changed.calls == 3  # the probes, then only the new question
+    assert changed.calls == 2  # the probe, then only the new question
     other = ShiftedEncoder(256)  # another encoder: its own collection, never the first one's vectors
     assert np.allclose(memory_vectors(client, "examples", other, texts[:10]), other.encode(texts[:10]))
