@@ -24,14 +24,16 @@ os.environ.pop("LANGSMITH_TRACING", None)
 os.environ.pop("LANGCHAIN_TRACING_V2", None)
 
 SECTIONS = ("routing", "classifiers", "graph", "throughput", "ceiling", "scaling", "peer", "leaderboard", "rss",
-            "faults", "service_cost", "memory", "replicas")
+            "knn_scale", "faults", "service_cost", "memory", "replicas")
 
 FULL = dict(queries=300, hybrid_queries=100, llm_queries=30, graph_queries=150, peer_queries=300,
             rounds=5, per_round=256, concurrency=64, scaling="1000,10000,100000", scaling_queries=200,
-            scaling_chroma_max=100_000, fault_requests=8, service_rounds=4)
+            scaling_chroma_max=100_000, fault_requests=8, service_rounds=4, knn_sizes="all,30000,100000",
+            knn_queries=200)
 QUICK = dict(queries=100, hybrid_queries=20, llm_queries=8, graph_queries=50, peer_queries=100,
              rounds=3, per_round=128, concurrency=64, scaling="1000,10000,100000", scaling_queries=100,
-             scaling_chroma_max=10_000, fault_requests=3, service_rounds=2)
+             scaling_chroma_max=10_000, fault_requests=3, service_rounds=2, knn_sizes="all,30000,100000",
+             knn_queries=100)
 
 
 def parse_args(argv=None):
@@ -51,6 +53,11 @@ def parse_args(argv=None):
     p.add_argument("--scaling", help="index sizes for the top-k scaling rows, e.g. 1000,10000,100000")
     p.add_argument("--scaling-queries", type=int, help="queries per index size")
     p.add_argument("--scaling-chroma-max", type=int, help="largest size also built in Chroma (HNSW)")
+    p.add_argument("--knn-sizes", help="knn-router memory sizes for the knn_scale rows ('all': the real MMLU-Pro "
+                   "memory), e.g. all,30000,100000")
+    p.add_argument("--knn-queries", type=int, help="held-out queries per knn memory size")
+    p.add_argument("--knn-fresh-starts", type=int, default=3, help="fresh-process starts per knn memory size "
+                   "(the median is reported; default 3)")
     p.add_argument("--fault-requests", type=int, help="requests per fault in the faults section (coe serve process)")
     p.add_argument("--service-rounds", type=int, help="rounds per side in the service-cost section (64 concurrent "
                    "requests to llama.cpp's server, directly and through coe serve)")
@@ -189,6 +196,13 @@ def main(argv=None) -> int:
         for size in sizes:
             results["scaling"].update(scaling.scaling(data, encoder, [size], args.scaling_queries, k,
                                                       chroma=size <= args.scaling_chroma_max))
+
+    if "knn_scale" not in args.skip:
+        from . import knn_scale
+
+        sizes = [0 if s.strip() == "all" else int(s) for s in str(args.knn_sizes).split(",") if s.strip()]
+        log(f"knn router at scale: memories of {args.knn_sizes} rows x 29 experts, {args.knn_queries} queries each")
+        results["knn_scale"] = knn_scale.run(data, encoder, sizes, args.knn_queries, args.knn_fresh_starts)
 
     if "peer" not in args.skip:
         log(f"peer: semantic-router on the same {args.peer_queries} queries")

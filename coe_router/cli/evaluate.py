@@ -14,6 +14,7 @@ from pathlib import Path
 
 from coe_router.cli.common import print_json, split_list
 from coe_router.evaluation import DEFAULT_CLASSIFIER_K
+from coe_router.evaluation.prices import PER_QUERY
 
 
 def get_encoder():
@@ -225,16 +226,20 @@ def _eval_replay(args: argparse.Namespace) -> int:
     setup = _Setup(args, need_vectors=bool({"two-stage", "knn-router"} & set(routers)) or args.k == "auto")
     if args.write_config and len(setup.pools) > 1:
         raise ValueError("--write-config writes one pool's knn-router settings: give one pool (--models, not --pool)")
-    by_pool = {}
+    by_pool, picks = {}, []
     for name, pool in setup.pools.items():
-        bench, _, cv = setup.bench(args, pool)
+        bench, unit, cv = setup.bench(args, pool)
         if args.write_config:
             _write_router_settings(args.write_config, bench.knn_params)
         payload = [r.model_dump() for r in bench.run_all(routers)]
         for item in payload:
+            item["price_unit"] = unit
             if item["router"] == "knn-router" and cv is not None:
                 item["cv_accuracy"] = cv
         by_pool[name] = payload
+        picks.extend(bench.picks_rows(name))
+    if args.picks:
+        _write_picks(args.picks, picks)
     if args.json:
         if args.pool:
             print_json({"n_train": setup.train.n, "n_test": setup.test.n, "classifier_k": setup.k, "pools": by_pool})
@@ -251,6 +256,17 @@ def _eval_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_picks(path: Path, rows: list[dict]) -> None:
+    """Per-question picks, long format: what a router researcher joins with other routers' picks."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=["pool", "question_id", "category", "router", "model", "score"])
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {len(rows)} picks to {path}", file=sys.stderr)
+
+
 def _write_router_settings(path: str, params) -> None:
     """`router.knn` as YAML, to paste (or merge) into a config: the settings this replay evaluated."""
     import yaml
@@ -265,8 +281,11 @@ def _replay_line(r: dict) -> str:
         extra.append(f"+/- {r['accuracy_std']:.2f} over {r['params'].get('seeds')} seeds")
     if r["classifier_accuracy"] is not None:
         extra.append(f"classifier {r['classifier_accuracy']:.2f}%")
+    if r["macro_accuracy"] is not None:
+        extra.append(f"macro {r['macro_accuracy']:.2f}%")
     if r["mean_price"] is not None:
-        extra.append(f"${r['mean_price']:.3f}/1M tokens")
+        extra.append(f"${r['mean_price']:.6f}/query" if r.get("price_unit") == PER_QUERY
+                     else f"${r['mean_price']:.3f}/1M tokens")
     if r["mean_cost"] is not None:
         extra.append(f"${r['mean_cost']:.6f}/query")
     for d in r["differences"]:
@@ -397,6 +416,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     replay.add_argument("--write-config", metavar="FILE",
                         help="write the knn-router settings used (tuned with --tune) as a config's `router.knn` "
                              "section to FILE (YAML), so the deployed router is the evaluated one")
+    replay.add_argument("--picks", metavar="FILE", type=Path,
+                        help="write each test question's pick per router as CSV (pool, question_id, category, "
+                             "router, model, score)")
     replay.set_defaults(run=_eval_replay)
 
     curve = steps.add_parser("curve", help="quality/cost curves: sweep the cost weight, Pareto points, APGR, CPT")

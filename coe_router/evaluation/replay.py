@@ -129,6 +129,9 @@ class ReplayResult(BaseModel):
     mean_cost: float | None = None
     differences: list[Interval] = Field(default_factory=list)
     picks: dict[str, float] = Field(default_factory=dict, description="share of questions routed to each model")
+    per_task: dict[str, float] = Field(default_factory=dict, description="accuracy (percent) on each task's questions")
+    macro_accuracy: float | None = Field(None, description="mean of per_task: every task weighs the same, as papers "
+                                                           "report")
     params: dict = Field(default_factory=dict)
 
 
@@ -163,6 +166,7 @@ class ReplayBench:
                 raise ValueError(f"no {name} questions left for this model pool")
         self.price_array = price_vector(self.models, self.prices)
         self.achieved: dict[str, np.ndarray] = {}  # router -> its per-question score, for paired intervals
+        self.choices: dict[str, np.ndarray] = {}  # router -> the model index it picked per question (--picks)
 
     @property
     def models(self) -> list[str]:
@@ -199,8 +203,28 @@ class ReplayBench:
         costs = self.test.costs
         cost = None if costs is None else round(float(costs[np.arange(self.test.n), choices].mean()), 6)
         self.achieved[name] = achieved
+        self.choices.setdefault(name, choices)
+        per_task, macro = self.per_task(achieved)
         return ReplayResult(router=name, n=self.test.n, models=len(self.models), accuracy=round(float(achieved.mean() * 100), 2),
-                            mean_price=price, mean_cost=cost, picks=picks, **extra)
+                            mean_price=price, mean_cost=cost, picks=picks, per_task=per_task, macro_accuracy=macro,
+                            **extra)
+
+    def per_task(self, achieved: np.ndarray) -> tuple[dict[str, float], float]:
+        """Accuracy per gold task of the test questions (percent) and their unweighted mean."""
+        categories = np.asarray(self.test.categories)
+        per_task = {str(task): round(float(achieved[categories == task].mean() * 100), 2)
+                    for task in sorted(set(categories.tolist()))}
+        return per_task, round(float(np.mean(list(per_task.values()))), 2)
+
+    def picks_rows(self, pool: str = "") -> list[dict]:
+        """One row per (question, router that ran): the model it picked and the score that model recorded."""
+        rows = []
+        for router, choices in self.choices.items():
+            for i, choice in enumerate(choices.tolist()):
+                rows.append({"pool": pool, "question_id": str(self.test.ids[i]), "category": str(self.test.categories[i]),
+                             "router": router, "model": self.models[choice],
+                             "score": round(float(self.test.scores[i, choice]), 6)})
+        return rows
 
     def run(self, router: str) -> ReplayResult:
         if router == "random":
@@ -232,10 +256,13 @@ class ReplayBench:
         self.achieved["random"] = np.mean(achieved, axis=0)
         accuracies = [r.accuracy for r in runs]
         prices = [r.mean_price for r in runs if r.mean_price is not None]
+        costs = [r.mean_cost for r in runs if r.mean_cost is not None]
+        per_task, macro = self.per_task(self.achieved["random"])
         return ReplayResult(router="random", n=self.test.n, models=len(self.models),
                             accuracy=round(float(np.mean(accuracies)), 2), accuracy_std=round(float(np.std(accuracies)), 2),
                             mean_price=round(float(np.mean(prices)), 4) if prices else None,
-                            params={"seeds": self.random_seeds})
+                            mean_cost=round(float(np.mean(costs)), 6) if costs else None,
+                            per_task=per_task, macro_accuracy=macro, params={"seeds": self.random_seeds})
 
     def run_all(self, routers: Sequence[str] = ROUTERS, baselines: Sequence[str] = BASELINES) -> list[ReplayResult]:
         """Every router, then each one's paired bootstrap interval against the baselines that also ran."""

@@ -28,7 +28,8 @@ import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from coe_router.retrieval.lru import EmbeddingLRU, encode_through_cache
-from coe_router.retrieval.minilm import PROBES, BertForward, length_chunks
+from coe_router.retrieval.minilm import PROBES, BertForward, length_chunks, load_direct
+from coe_router.retrieval.reference import read_reference, write_reference
 
 
 @runtime_checkable
@@ -198,17 +199,49 @@ class SentenceEncoder(Embeddings):
         return self._executor.submit(fn, *args).result()
 
     def _load(self, model_path: Path, fast: bool) -> None:
+        """The direct path when the folder allows it and its probe vectors match sentence-transformers' (recorded
+        once per model and package versions, so a start does not import sentence-transformers); else
+        `SentenceTransformer`."""
+        self.model_path = Path(model_path)
+        self.model_id = f"SentenceEncoder:{self.model_path.parent.name}/{self.model_path.name}"
+        self._model = None
+        direct = load_direct(self.model_path) if fast else None
+        if direct is not None:
+            self._direct, self._forward = direct, direct.forward
+            self._token_ids, self._pad_id = direct.token_ids, direct.pad_id
+            reference = read_reference(self.model_path)
+            if reference is None:
+                reference = self._encode_st(list(PROBES))
+                write_reference(self.model_path, reference)
+            if not np.allclose(self._encode_fast(list(PROBES)), reference, atol=1e-4):
+                self._forward = None
+            return
+        self._direct = None
+        model = self.model
+        if fast and BertForward.supports(model):
+            self._forward = BertForward.from_module(model[0].auto_model, model.max_seq_length)
+            tokenizer = model[0].tokenizer
+            self._token_ids = lambda texts: tokenizer(texts, truncation=True, max_length=self._forward.max_length,
+                                                      add_special_tokens=True)["input_ids"]
+            self._pad_id = tokenizer.pad_token_id or 0
+            if not np.allclose(self._encode_fast(list(PROBES)), self._encode_st(list(PROBES)), atol=1e-4):
+                self._forward = None
+
+    @property
+    def model(self):
+        """The `SentenceTransformer` (loaded on first use: the direct path needs it only to record its reference)."""
+        if self._model is None:
+            self._model = self._on_encoder_thread(self._load_sentence_transformer)
+        return self._model
+
+    def _load_sentence_transformer(self):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
-        self.model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
-        self.model.eval()
-        if fast and BertForward.supports(self.model):
-            self._forward = BertForward(self.model[0].auto_model, self.model.max_seq_length)
-            self._tokenizer = self.model[0].tokenizer
-            if not np.allclose(self._encode_fast(list(PROBES)), self._encode_st(list(PROBES)), atol=1e-4):
-                self._forward = None
+        model = SentenceTransformer(str(self.model_path), device="cpu", local_files_only=True)
+        model.eval()
+        return model
 
     @property
     def fast_path(self) -> bool:
@@ -246,6 +279,8 @@ class SentenceEncoder(Embeddings):
 
     @property
     def dimension(self) -> int:
+        if self._direct is not None:
+            return self._direct.dimension
         get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(get())
 
@@ -256,8 +291,7 @@ class SentenceEncoder(Embeddings):
         ).astype(np.float32)
 
     def _encode_fast(self, texts: list[str]) -> np.ndarray:
-        ids = self._tokenizer(texts, truncation=True, max_length=self._forward.max_length,
-                              add_special_tokens=True)["input_ids"]
+        ids = self._token_ids(texts)
         if len(ids) == 1:
             row = np.asarray(ids, dtype=np.int64)
             return self._forward(row, np.ones_like(row, dtype=bool))
@@ -269,7 +303,7 @@ class SentenceEncoder(Embeddings):
         return self._encode_chunks(ids)
 
     def _encode_chunks(self, ids: list[list[int]]) -> np.ndarray:
-        pad = self._tokenizer.pad_token_id or 0
+        pad = self._pad_id
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out: np.ndarray | None = None
         for chunk in length_chunks([len(ids[i]) for i in order], self.batch_size, self.chunk_tokens):

@@ -1,11 +1,16 @@
-"""MiniLM's forward pass over its own weights, and length-sorted chunking of a batch.
+"""MiniLM's forward pass over its own weights, loaded straight from the model folder, and length-sorted chunking.
 
 Why: on two CPU cores `SentenceTransformer.encode` spends about a third of one short query's time in per-call
-dispatch. `SentenceEncoder` uses this path only for a plain BertModel with mean pooling, and only after checking
-it against `SentenceTransformer.encode` on `PROBES` when the model loads.
+dispatch, and importing sentence-transformers (with transformers) costs about 8 s of every start. `load_direct`
+reads a plain BERT sentence-transformers folder (modules.json, config.json, the pooling config, model.safetensors,
+tokenizer.json) with safetensors and tokenizers alone; `SentenceEncoder` uses it only after its output on `PROBES`
+matched `SentenceTransformer.encode` (checked live once, then against the recorded reference vectors).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 
@@ -24,33 +29,38 @@ class BertForward:
     pooling and L2 normalisation; query/key/value are one fused matrix product. Built only for a plain BertModel.
     """
 
-    def __init__(self, bert, max_length: int):
+    def __init__(self, weights: dict, heads: int, layers: int, eps: float, max_length: int):
+        """`weights`: BertModel's state dict (names without a `bert.` prefix), as torch tensors."""
         import torch
 
-        config = bert.config
         self.torch = torch
         self.max_length = max_length
-        self.heads = config.num_attention_heads
-        self.eps = config.layer_norm_eps
-        emb = bert.embeddings
-        self.word = emb.word_embeddings.weight.detach()
-        self.position = emb.position_embeddings.weight.detach()
-        self.type0 = emb.token_type_embeddings.weight.detach()[0]
-        self.ln = (emb.LayerNorm.weight.detach(), emb.LayerNorm.bias.detach())
+        self.heads = heads
+        self.eps = eps
+        w = {name: tensor.detach() for name, tensor in weights.items()}
+        self.word = w["embeddings.word_embeddings.weight"]
+        self.position = w["embeddings.position_embeddings.weight"]
+        self.type0 = w["embeddings.token_type_embeddings.weight"][0]
+        self.ln = (w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         self.layers = []
-        for layer in bert.encoder.layer:
-            attn = layer.attention.self
-            qkv_w = torch.cat([attn.query.weight, attn.key.weight, attn.value.weight]).detach().contiguous()
-            qkv_b = torch.cat([attn.query.bias, attn.key.bias, attn.value.bias]).detach().contiguous()
-            out = layer.attention.output
-            self.layers.append((
-                qkv_w, qkv_b,
-                out.dense.weight.detach(), out.dense.bias.detach(),
-                out.LayerNorm.weight.detach(), out.LayerNorm.bias.detach(),
-                layer.intermediate.dense.weight.detach(), layer.intermediate.dense.bias.detach(),
-                layer.output.dense.weight.detach(), layer.output.dense.bias.detach(),
-                layer.output.LayerNorm.weight.detach(), layer.output.LayerNorm.bias.detach(),
-            ))
+        for i in range(layers):
+            p = f"encoder.layer.{i}."
+            qkv_w = torch.cat([w[p + f"attention.self.{x}.weight"] for x in ("query", "key", "value")]).contiguous()
+            qkv_b = torch.cat([w[p + f"attention.self.{x}.bias"] for x in ("query", "key", "value")]).contiguous()
+            self.layers.append(tuple(
+                [qkv_w, qkv_b] + [w[p + name] for name in (
+                    "attention.output.dense.weight", "attention.output.dense.bias",
+                    "attention.output.LayerNorm.weight", "attention.output.LayerNorm.bias",
+                    "intermediate.dense.weight", "intermediate.dense.bias",
+                    "output.dense.weight", "output.dense.bias",
+                    "output.LayerNorm.weight", "output.LayerNorm.bias")]))
+
+    @classmethod
+    def from_module(cls, bert, max_length: int) -> "BertForward":
+        """From a loaded transformers BertModel (sentence-transformers' first module)."""
+        config = bert.config
+        return cls(bert.state_dict(), config.num_attention_heads, config.num_hidden_layers, config.layer_norm_eps,
+                   max_length)
 
     @staticmethod
     def supports(model) -> bool:
@@ -114,3 +124,56 @@ def length_chunks(lengths: list[int], max_texts: int, max_tokens: int, waste: fl
             chunks.append(range(start, end))
             start = end
     return chunks
+
+
+ST_MODULES = ("sentence_transformers.models.Transformer", "sentence_transformers.models.Pooling",
+              "sentence_transformers.models.Normalize")
+
+
+class DirectMiniLM:
+    """A plain BERT sentence-transformers folder loaded without sentence-transformers: its tokenizer
+    (tokenizers, from tokenizer.json), its weights (safetensors) and `BertForward`."""
+
+    def __init__(self, forward: BertForward, tokenizer, dimension: int, pad_id: int):
+        self.forward, self.tokenizer, self.dimension, self.pad_id = forward, tokenizer, dimension, pad_id
+
+    def token_ids(self, texts: list[str]) -> list[list[int]]:
+        return [encoding.ids for encoding in self.tokenizer.encode_batch(texts)]
+
+
+def load_direct(folder: Path) -> DirectMiniLM | None:
+    """The folder as a `DirectMiniLM`, or None when it is anything but [Transformer(BERT), mean Pooling,
+    (Normalize)] with safetensors weights and a fast tokenizer (sentence-transformers then loads it)."""
+    folder = Path(folder)
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        types = tuple(m["type"] for m in modules)
+        if types not in (ST_MODULES, ST_MODULES[:2]) or modules[0].get("path", "") not in ("", "."):
+            return None
+        config = json.loads((folder / "config.json").read_text())
+        st_config = json.loads((folder / "sentence_bert_config.json").read_text())
+        pooling = json.loads((folder / modules[1]["path"] / "config.json").read_text())
+        prompts = json.loads((folder / "config_sentence_transformers.json").read_text()) \
+            if (folder / "config_sentence_transformers.json").exists() else {}
+        mean_only = pooling.get("pooling_mode_mean_tokens") and not any(
+            value for key, value in pooling.items()
+            if key.startswith("pooling_mode_") and key != "pooling_mode_mean_tokens")
+        plain = (config.get("model_type") == "bert" and config.get("hidden_act") == "gelu"
+                 and config.get("position_embedding_type", "absolute") == "absolute"
+                 and not any((prompts.get("prompts") or {}).values()) and not prompts.get("default_prompt_name"))
+        weights_file, tokenizer_file = folder / "model.safetensors", folder / "tokenizer.json"
+        if not (mean_only and plain and weights_file.exists() and tokenizer_file.exists()):
+            return None
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+
+    weights = {name.removeprefix("bert."): tensor for name, tensor in load_file(str(weights_file)).items()}
+    max_length = int(st_config.get("max_seq_length") or config.get("max_position_embeddings", 512))
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(max_length)
+    forward = BertForward(weights, int(config["num_attention_heads"]), int(config["num_hidden_layers"]),
+                          float(config.get("layer_norm_eps", 1e-12)), max_length)
+    return DirectMiniLM(forward, tokenizer, int(config["hidden_size"]), int(config.get("pad_token_id") or 0))

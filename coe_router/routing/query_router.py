@@ -15,7 +15,7 @@ from typing import Literal, NamedTuple, Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from coe_router.retrieval.neighbours import top_k
+from coe_router.retrieval.memory_index import EXACT_MAX_ROWS, MemoryIndex
 
 Weighting = Literal["uniform", "similarity", "softmax"]
 Prior = Literal["none", "global", "task"]
@@ -56,6 +56,7 @@ class Memory(NamedTuple):
     task_accuracy: np.ndarray
     global_accuracy: np.ndarray
     tasks: list[str]
+    index: MemoryIndex  # nearest rows of `vectors`: exact below a size, HNSW above
 
 
 class KnnRouterParams(BaseModel):
@@ -91,10 +92,14 @@ class KnnRouter:
     name = "knn-router"
 
     def __init__(self, models: list[str], vectors: np.ndarray, scores: np.ndarray, tasks: Sequence[str],
-                 params: KnnRouterParams | None = None, prices: dict[str, float] | None = None):
+                 params: KnnRouterParams | None = None, prices: dict[str, float] | None = None, *,
+                 exact_max_rows: int = EXACT_MAX_ROWS):
         """`scores` may hold NaN where a model has no outcome for a question (served feedback records one expert
-        at a time); each model's estimate then uses only the neighbours it has outcomes for."""
+        at a time); each model's estimate then uses only the neighbours it has outcomes for. Memories above
+        `exact_max_rows` rows are searched with an HNSW graph (coe_router.retrieval.memory_index)."""
         self.models = list(models)
+        self.exact_max_rows = exact_max_rows
+        self.memory: Memory | None = None
         self.params = params or KnnRouterParams()
         self.task_names = sorted(set(map(str, tasks)))
         self._lock = threading.Lock()
@@ -117,8 +122,11 @@ class KnnRouter:
         global_accuracy = np.nanmean(scores, axis=0)
         task_accuracy = np.array([_column_means(scores[task_ids == i], global_accuracy)
                                   for i in range(len(self.task_names))])
+        old = self.memory
+        index = (old.index.extended(vectors) if old is not None and len(old.vectors) <= len(vectors)
+                 else MemoryIndex(vectors, exact_max_rows=self.exact_max_rows))
         self.memory = Memory(vectors, scores, np.nan_to_num(scores), known.astype(float), task_ids, task_accuracy,
-                             global_accuracy, tasks)
+                             global_accuracy, tasks, index)
 
     @property
     def vectors(self) -> np.ndarray:
@@ -190,8 +198,8 @@ class KnnRouter:
         return argmax_with_ties(self.utilities(expected, cost_weight), self.order)
 
     def neighbours(self, vectors: np.ndarray, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        return top_k(np.asarray(vectors, dtype=np.float32), self.vectors,
-                     max(self.params.k, self.params.task_k), exclude=exclude)
+        return self.memory.index.search(np.asarray(vectors, dtype=np.float32),
+                                        max(self.params.k, self.params.task_k), exclude=exclude)
 
     def route(self, vectors: np.ndarray) -> np.ndarray:
         idx, sims = self.neighbours(vectors)

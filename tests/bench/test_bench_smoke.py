@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--train", "150", "--queries", "12", "--hybrid-queries", "2", "--llm-queries", "1", "--graph-queries", "6",
         "--rounds", "1", "--per-round", "8", "--concurrency", "4", "--scaling", "300", "--scaling-queries", "5",
-        "--scaling-chroma-max", "300"]
+        "--scaling-chroma-max", "300", "--knn-sizes", "all,600", "--knn-queries", "5", "--knn-fresh-starts", "1"]
 SKIPPED = "peer,rss,faults,service_cost,memory,replicas"  # each has its own smoke test or needs minutes
 
 
@@ -44,5 +44,5 @@ def test_python_dash_m_bench_runs_every_section_on_tiny_sizes(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "decision" in done.stdout or "routing" in done.stdout.lower()  # the report's table was printed
     results = json.loads(report.read_text())
-    for section in ("routing", "graph", "throughput", "scaling", "leaderboard"):
+    for section in ("routing", "graph", "throughput", "scaling", "leaderboard", "knn_scale"):
         assert results.get(section), (section, sorted(results))

@@ -1,6 +1,7 @@
 """Replay evaluation, routers, splits, tuning and the embedding cache on small synthetic data (fake encoder), plus
 one check on the real MMLU-Pro outcomes."""
 
+import csv
 import json
 import random
 from pathlib import Path
@@ -64,6 +65,11 @@ def test_baselines_match_hand_computed_values(bench):
     assert results["oracle"].mean_price == pytest.approx((6 * 1.0 + 4 * 0.5 + 5 * 0.1) / 15, abs=1e-3)
     assert abs(results["random"].accuracy - 100 / 3) < 8 and results["random"].accuracy_std > 0
     assert results["category"].picks == {"alg": pytest.approx(10 / 15, abs=1e-3), "hist": pytest.approx(5 / 15, abs=1e-3)}
+    # per task: math 6/10 right, history 5/5; the macro average weighs both tasks the same
+    assert results["category"].per_task == {"history": 100.0, "math": 60.0}
+    assert results["category"].macro_accuracy == 80.0
+    assert results["best-single"].per_task == {"history": 0.0, "math": 60.0}
+    assert results["random"].macro_accuracy is not None and results["random"].mean_price is not None
 
 
 def test_two_stage_with_a_perfect_classifier_equals_category_and_knn_router_beats_it(bench):
@@ -198,6 +204,15 @@ def test_cli_replay_and_classifier_json(tmp_path, monkeypatch, capsys):
     results = {r["router"]: r for r in json.loads(capsys.readouterr().out)}
     assert list(results) == list(ROUTERS)
     assert results["knn-router"]["accuracy"] == 100.0 and results["best-single"]["mean_price"] == 1.0
+    assert results["knn-router"]["macro_accuracy"] == 100.0 and results["category"]["macro_accuracy"] == 80.0
+    picks = tmp_path / "picks.csv"
+    assert main(["eval", "replay", *common, "--router", "category,knn-router", "--picks", str(picks)]) == 0
+    capsys.readouterr()
+    rows = list(csv.DictReader(picks.open()))
+    assert len(rows) == 2 * 15 and {r["router"] for r in rows} == {"category", "knn-router"}
+    geometry = [r for r in rows if "-geometry-" in r["question_id"]]
+    assert {(r["router"], r["model"], r["score"]) for r in geometry} == {("category", "alg", "0.0"),
+                                                                       ("knn-router", "geo", "1.0")}
     assert main(["eval", "replay", *common, "--router", "nonsense"]) == 2
     assert main(["eval", "classifier", "--train-questions", p["train_questions"], "--test-questions",
                  p["test_questions"], "--k", "3", "--cache-dir", str(tmp_path / "cache"), "--json"]) == 0
