@@ -17,6 +17,7 @@ def served_from_config(config, encoder=None, progress: bool = True):
     from coe_router.routing.feedback import FeedbackRecorder
     from coe_router.routing.task_map import expert_prices
     from coe_router.serve.menu import Served
+    from coe_router.serve.costs import call_prices
 
     @contextlib.asynccontextmanager
     async def served():
@@ -32,7 +33,7 @@ def served_from_config(config, encoder=None, progress: bool = True):
             plan = graph if config.mode == "plan" else build_graph(plan_config, **parts) if plan_config else None
             journal = config.resolve_path(config.router.feedback) if config.router.feedback else None
             yield Served(graph=graph, plan_graph=plan, prices=expert_prices(config),
-                         feedback=FeedbackRecorder(graph, journal))
+                         feedback=FeedbackRecorder(graph, journal), call_prices=call_prices(config))
 
     return served
 

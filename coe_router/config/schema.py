@@ -42,6 +42,9 @@ class LlamaCppModel(_Breaker):
     temperature: float = Field(0.0, ge=0)
     max_tokens: int = Field(256, gt=0)
     price_per_1m_tokens: float | None = Field(None, ge=0)
+    input_price_per_1m_tokens: float | None = Field(None, ge=0, description="overrides price_per_1m_tokens for "
+                                                                            "input tokens (cost per answer)")
+    output_price_per_1m_tokens: float | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _one_source(self) -> "LlamaCppModel":
@@ -68,6 +71,9 @@ class OpenAIModel(_Breaker):
         "json_schema", description="how the endpoint takes a JSON schema: json_schema (OpenAI, vLLM, llama.cpp's "
                                    "llama-server) or json_object with a schema (llama-cpp-python's server)")
     price_per_1m_tokens: float | None = Field(None, ge=0)
+    input_price_per_1m_tokens: float | None = Field(None, ge=0, description="overrides price_per_1m_tokens for "
+                                                                            "input tokens (cost per answer)")
+    output_price_per_1m_tokens: float | None = Field(None, ge=0)
 
     @field_validator("base_url")
     @classmethod

@@ -104,10 +104,14 @@ def task_map_from_config(config: RouterConfig) -> TaskMap:
 
 
 def expert_prices(config: RouterConfig) -> dict[str, float]:
-    """Each expert's price per 1M tokens (its model's), for the experts whose model has one."""
+    """Each expert's price per 1M tokens (its model's), for the experts whose model has one; a model priced by
+    input and output separately routes by their mean."""
     prices = {}
     for name, expert in config.experts.items():
-        price = config.models[expert.model].price_per_1m_tokens
+        spec = config.models[expert.model]
+        price = spec.price_per_1m_tokens
+        if price is None and spec.input_price_per_1m_tokens is not None and spec.output_price_per_1m_tokens is not None:
+            price = (spec.input_price_per_1m_tokens + spec.output_price_per_1m_tokens) / 2
         if price is not None:
             prices[name] = price
     return prices

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ from typing import Annotated, Any, AsyncContextManager
 
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from langgraph.types import Command
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -49,7 +50,9 @@ from coe_router.redact import redact
 from coe_router.routing.feedback import FeedbackError
 from coe_router.serve.auth import authorized, needs_token
 from coe_router.serve.limits import BodyLimits
+from coe_router.serve.costs import cost_header, request_cost
 from coe_router.serve.menu import Served
+from coe_router.serve.metrics import ServiceMetrics
 from coe_router.serve.protocol import ChatRequest, ProtocolError, completion, dumps, new_completion_id
 from coe_router.serve.streaming import (
     GraphEvents,
@@ -151,6 +154,7 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
     408, before any work (serve/limits.py)."""
     token = os.environ.get(token_env) if token_env else None
     factory = _as_factory(served)
+    metrics = ServiceMetrics(lambda: app.state.served.graph.pool.breakers.snapshot())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -163,6 +167,7 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="coe-router", version="0.2.0", lifespan=lifespan, default_response_class=WireJSONResponse)
+    app.state.metrics = metrics
     app.add_middleware(BodyLimits, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
 
     @app.exception_handler(ProtocolError)
@@ -195,6 +200,12 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         names = app.state.served.names()
         return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "coe-router"} for m in names]}
 
+    @app.get("/metrics")
+    async def prometheus_metrics():
+        """Prometheus exposition (serve/metrics.py); behind the API token when one is set."""
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
     @app.get("/healthz")
     async def health():
         return {"status": "ok"}
@@ -207,10 +218,13 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
 
     @app.post("/v1/chat/completions")
     async def chat(request: ChatRequest, http: Request):
+        observed = Observed(metrics, "stream" if request.stream else "json")
         try:
-            return await _chat(app.state.served, request, max_query_chars, deadline_s, stream_idle_s, http)
+            return await _chat(app.state.served, request, max_query_chars, deadline_s, stream_idle_s, http, observed)
         except Exception as exc:  # noqa: BLE001 - mapped to a status that says whose fault it is
-            return failure_response(exc, getattr(exc, "param", None))
+            response = failure_response(exc, getattr(exc, "param", None))
+            observed.done(response.status_code)
+            return response
 
     @app.post("/v1/feedback")
     async def feedback(body: Annotated[Any, Body()]):
@@ -293,8 +307,47 @@ async def _unless_disconnected(http: Request | None, work, watch: RequestWatch):
     return task.result()
 
 
+class Observed:
+    """One chat request on its way to the metrics: counted in flight from its start, recorded once at its end
+    (a stream's end is its body's last byte)."""
+
+    def __init__(self, metrics: ServiceMetrics, shape: str):
+        self.metrics, self.shape = metrics, shape
+        self.started = time.monotonic()
+        self.translator: Translator | None = None
+        self.watch: RequestWatch | None = None
+        self.cost: dict | None = None
+        self._done = False
+        metrics.in_flight.inc()
+
+    def done(self, status: int) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.metrics.in_flight.dec()
+        t = self.translator
+        self.metrics.observe(shape=self.shape, status=status, decision=t.decision if t else None,
+                             by_model=self.watch.by_model if self.watch else None, cost=self.cost,
+                             decided_s=t.decided_s if t else None, first_s=t.first_s if t else None,
+                             total_s=time.monotonic() - self.started)
+
+
+async def _observed_body(body, observed: Observed):
+    status = 200
+    try:
+        async for piece in body:
+            if piece.startswith("data: {\"error\""):
+                status = 502
+            yield piece
+    except BaseException:
+        status = 499  # the client went away mid-stream
+        raise
+    finally:
+        observed.done(status)
+
+
 async def _chat(served: Served, request: ChatRequest, max_query_chars: int, deadline_s: float, idle_s: float,
-                http: Request | None = None):
+                http: Request | None = None, observed: Observed | None = None):
     graph, context = served.resolve(request.model)
     inputs = _inputs(request, max_query_chars)
     params = _forwarded(request)
@@ -310,29 +363,43 @@ async def _chat(served: Served, request: ChatRequest, max_query_chars: int, dead
         served.feedback.served(completion_id, query, decision.task, decision.expert)
 
     translator = Translator(thread_id, completion_id, request.model, params, served.model_of, remember)
+    translator.cost = lambda: request_cost(watch.by_model, served.call_prices)
+    if observed is not None:
+        observed.translator, observed.watch = translator, watch
     if request.stream:
         events = GraphEvents(graph, inputs, config, context or None, modes=["updates", "messages"],
                              deadline_s=deadline_s, idle_s=idle_s, watch=watch)
         headers, body = await _unless_disconnected(http, open_stream(
             events, translator, request.include_usage, watch.usage, lambda exc: error_status(exc)[1:]), watch)
+        if observed is not None:
+            body = _observed_body(body, observed)
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)
     events = GraphEvents(graph, inputs, config, context or None, modes=["updates", "values"], deadline_s=deadline_s,
                          watch=watch)
     result = await _unless_disconnected(http, run_to_end(events, translator), watch)
-    response = _answer(result, thread_id, translator.completion_id, request.model, watch.usage(), served.model_of)
+    cost = translator.cost()
+    response = _answer(result, thread_id, translator.completion_id, request.model, watch.usage(), served.model_of,
+                       cost)
     remember(result["decision"])
+    if observed is not None:
+        observed.cost = cost
+        observed.done(response.status_code)
     return response
 
 
 def _answer(result: dict, thread_id: str, completion_id: str, request_model: str, usage: dict,
-            model_of=lambda expert: None) -> JSONResponse:
+            model_of=lambda expert: None, cost: dict | None = None) -> JSONResponse:
     if "__interrupt__" in result:
         raise needs_review(thread_id)
     decision = result["decision"]
-    body = completion(completion_id, result["messages"][-1], decision.model_dump(mode="json"), request_model, usage,
-                      model_of)
-    return WireJSONResponse(body, headers={"x-coe-expert": decision.expert, "x-coe-task": decision.task,
-                                           "x-coe-fallbacks": ",".join(decision.fallbacks)})
+    coe = decision.model_dump(mode="json")
+    headers = {"x-coe-expert": decision.expert, "x-coe-task": decision.task,
+               "x-coe-fallbacks": ",".join(decision.fallbacks)}
+    if cost is not None:
+        coe["cost"] = cost
+        headers["x-coe-cost"] = cost_header(cost)
+    body = completion(completion_id, result["messages"][-1], coe, request_model, usage, model_of)
+    return WireJSONResponse(body, headers=headers)
 
 
 async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float) -> JSONResponse:

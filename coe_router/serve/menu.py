@@ -23,12 +23,14 @@ _COST = re.compile(r"^coe-cost-(\d+(?:\.\d+)?)$")
 @dataclass
 class Served:
     """The graphs a service routes with: the config's own, and the planning graph when a planner is configured.
-    `prices` (expert -> price per 1M tokens) decide whether cost-aware names are offered."""
+    `prices` (expert -> price per 1M tokens) decide whether cost-aware names are offered; `call_prices` (expert,
+    model name or model id -> input/output prices, serve/costs.py) price each answer."""
 
     graph: Pregel
     plan_graph: Pregel | None = None
     prices: dict[str, float] = field(default_factory=dict)
     feedback: Any = None  # a FeedbackRecorder; one without a journal when not given
+    call_prices: dict[str, Any] = field(default_factory=dict)  # caller -> TokenPrice, for the cost per answer
 
     def __post_init__(self) -> None:
         if self.feedback is None:

@@ -64,8 +64,10 @@ class RequestWatch(BaseCallbackHandler):
         self.prompt = self.completion = 0
         self.estimated = False
         self.calls = 0
+        self.by_model: dict[str, list[int]] = {}  # who made each call (expert, else model id) -> [input, output]
         self._streamed: dict[UUID, int] = {}
         self._prompt_chars: dict[UUID, int] = {}
+        self._caller: dict[UUID, str] = {}
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -81,11 +83,13 @@ class RequestWatch(BaseCallbackHandler):
         self._check()
         with self._lock:
             self._prompt_chars[run_id] = sum(len(p) for p in prompts)
+            self._caller[run_id] = _caller(kwargs.get("metadata"))
 
     def on_chat_model_start(self, serialized: Any, messages: list, *, run_id: UUID, **kwargs: Any) -> None:
         self._check()
         with self._lock:
             self._prompt_chars[run_id] = sum(len(m.text) + 4 * CHARS_PER_TOKEN for batch in messages for m in batch)
+            self._caller[run_id] = _caller(kwargs.get("metadata"))
 
     def on_llm_new_token(self, token: str, *, run_id: UUID, chunk: Any = None, **kwargs: Any) -> None:
         self._check()
@@ -102,19 +106,26 @@ class RequestWatch(BaseCallbackHandler):
                 counts = counts or getattr(message, "usage_metadata", None)
         with self._lock:
             chars, streamed = self._prompt_chars.pop(run_id, 0), self._streamed.pop(run_id, None)
+            caller = self._caller.pop(run_id, "")
             self.calls += 1
             if counts and (counts.get("input_tokens") or counts.get("output_tokens")):
-                self.prompt += int(counts.get("input_tokens") or 0)
-                self.completion += int(counts.get("output_tokens") or 0)
+                used = (int(counts.get("input_tokens") or 0), int(counts.get("output_tokens") or 0))
             elif streamed is not None:
-                self.prompt += math.ceil(chars / CHARS_PER_TOKEN)
-                self.completion += streamed
+                used = (math.ceil(chars / CHARS_PER_TOKEN), streamed)
                 self.estimated = True
+            else:
+                used = (0, 0)
+            self.prompt += used[0]
+            self.completion += used[1]
+            tally = self.by_model.setdefault(caller, [0, 0])
+            tally[0] += used[0]
+            tally[1] += used[1]
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         with self._lock:
             self._prompt_chars.pop(run_id, None)
             self._streamed.pop(run_id, None)
+            self._caller.pop(run_id, None)
 
     def usage(self) -> dict[str, Any]:
         with self._lock:
@@ -123,6 +134,12 @@ class RequestWatch(BaseCallbackHandler):
             if self.estimated:
                 body["estimated"] = True
             return body
+
+
+def _caller(metadata: dict | None) -> str:
+    """Who a model call belongs to: the expert (expert calls carry it), else the model id LangChain records."""
+    metadata = metadata or {}
+    return str(metadata.get("expert") or metadata.get("ls_model_name") or "")
 
 
 class GraphEvents:
@@ -219,6 +236,10 @@ class Translator:
         self.streamed = False
         self.answerer: str | None = None
         self.emitted = False  # once a chunk is out, its `model` stays that of every later chunk
+        self.started = time.monotonic()
+        self.decided_s: float | None = None  # seconds to the router's decision (metrics)
+        self.first_s: float | None = None  # seconds to the first answer chunk of a stream
+        self.cost: Callable[[], dict] | None = None  # the request's cost, added to the closing chunk's `coe`
 
     def feed(self, event: tuple[str, Any]) -> list[str]:
         mode, payload = event
@@ -234,6 +255,8 @@ class Translator:
             if not isinstance(update, dict):
                 continue
             self.decision = update.get("decision", self.decision)
+            if node == "router" and self.decided_s is None:
+                self.decided_s = time.monotonic() - self.started
             if node == "router" and self.headers is None:
                 tools = [param for param in self.params if param == "tools"]
                 if tools and _attr(update.get("route"), "consult"):
@@ -268,6 +291,8 @@ class Translator:
             self.answerer = next((t[7:] for t in tags if t.startswith("expert:")), None)
         if not self.streamed:  # the writer's model (expert, refiner or synthesizer), as without streaming
             self.model = meta.get("ls_model_name") or (self.answerer and self.model_of(self.answerer)) or self.model
+        if self.first_s is None:
+            self.first_s = time.monotonic() - self.started
         self.streamed = self.emitted = True
         return [chunk(self.completion_id, self.model, delta)]
 
@@ -292,8 +317,10 @@ class Translator:
                 delta["tool_calls"] = tool_call_deltas(final.tool_calls, complete=True)
             out.append(chunk(self.completion_id, self.model, delta))
         finish = finish_reason(final) if final is not None else "stop"
-        out.append(chunk(self.completion_id, self.model, {}, finish=finish,
-                         coe=self.decision.model_dump(mode="json") if self.decision is not None else None))
+        coe = self.decision.model_dump(mode="json") if self.decision is not None else None
+        if coe is not None and self.cost is not None:
+            coe["cost"] = self.cost()
+        out.append(chunk(self.completion_id, self.model, {}, finish=finish, coe=coe))
         if include_usage:
             out.append(chunk(self.completion_id, self.model, None, usage=usage()))
         out.append(DONE)
