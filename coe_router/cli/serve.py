@@ -33,7 +33,8 @@ def served_from_config(config, encoder=None, progress: bool = True):
             plan = graph if config.mode == "plan" else build_graph(plan_config, **parts) if plan_config else None
             journal = config.resolve_path(config.router.feedback) if config.router.feedback else None
             yield Served(graph=graph, plan_graph=plan, prices=expert_prices(config),
-                         feedback=FeedbackRecorder(graph, journal), call_prices=call_prices(config))
+                         feedback=FeedbackRecorder(graph, journal), call_prices=call_prices(config), config=config,
+                         build_model=lambda cfg, name: build_models(cfg, {name})[name])
 
     return served
 

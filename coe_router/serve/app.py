@@ -48,6 +48,7 @@ from coe_router.nodes.router import review_error
 from coe_router.persistence import is_persistence_outage
 from coe_router.redact import redact
 from coe_router.routing.feedback import FeedbackError
+from coe_router.serve.admin import ADMIN_PREFIX, ExpertAdmin, NewExpert, Remap, expert_rows
 from coe_router.serve.auth import authorized, needs_token
 from coe_router.serve.limits import BodyLimits
 from coe_router.serve.costs import cost_header, request_cost
@@ -145,14 +146,17 @@ def _as_factory(served: Served | Any | ServedFactory) -> ServedFactory:
 
 def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = "COE_API_TOKEN",
                max_query_chars: int = MAX_QUERY_CHARS, deadline_s: float = 120.0, stream_idle_s: float = 30.0,
-               workers: int = 64, max_body_bytes: int = MAX_BODY_BYTES, body_timeout_s: float = 30.0) -> FastAPI:
+               workers: int = 64, max_body_bytes: int = MAX_BODY_BYTES, body_timeout_s: float = 30.0,
+               admin_token_env: str | None = "COE_ADMIN_TOKEN") -> FastAPI:
     """The service for a compiled graph, a `Served` set of graphs, or an async context manager that builds one
     (so an async checkpointer opens on the server's event loop). With `$token_env` set, every path but /healthz
     needs `Authorization: Bearer ...` (/docs and /openapi.json too). `deadline_s` bounds a request across attempts
     and fallbacks; `stream_idle_s` a stream's silence; `workers` threads run the graph's synchronous nodes (the
     experts are async); a body over `max_body_bytes` is a 413 and one not received within `body_timeout_s` a
-    408, before any work (serve/limits.py)."""
+    408, before any work (serve/limits.py). With `$admin_token_env` set, /admin/ manages the experts
+    (serve/admin.py) behind that token."""
     token = os.environ.get(token_env) if token_env else None
+    admin_token = os.environ.get(admin_token_env) if admin_token_env else None
     factory = _as_factory(served)
     metrics = ServiceMetrics(lambda: app.state.served.graph.pool.breakers.snapshot())
 
@@ -188,7 +192,12 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
 
     @app.middleware("http")
     async def _guard(request: Request, call_next):
-        if token and needs_token(request.url.path) and not authorized(request.headers.get("authorization"), token):
+        if request.url.path.startswith(ADMIN_PREFIX):
+            if not admin_token:
+                return error_response(404, "the admin API is off (set COE_ADMIN_TOKEN to turn it on)", "not_found")
+            if not authorized(request.headers.get("authorization"), admin_token):
+                return error_response(401, "missing or wrong admin bearer token", "unauthorized")
+        elif token and needs_token(request.url.path) and not authorized(request.headers.get("authorization"), token):
             return error_response(401, "missing or wrong bearer token", "unauthorized")
         try:
             return await call_next(request)
@@ -225,6 +234,29 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
             response = failure_response(exc, getattr(exc, "param", None))
             observed.done(response.status_code)
             return response
+
+    def admin() -> ExpertAdmin:
+        served = app.state.served
+        if served.config is None:
+            raise ProtocolError(404, "this service was built without a config: the admin API needs one", "not_found")
+        return ExpertAdmin(served.graph.pool, served.config, served.build_model)
+
+    @app.get("/admin/experts")
+    async def admin_experts():
+        return {"experts": expert_rows(app.state.served.graph.pool)}
+
+    @app.post("/admin/experts")
+    async def admin_add_expert(body: NewExpert):
+        return await asyncio.to_thread(admin().add, body)
+
+    @app.delete("/admin/experts/{name}")
+    async def admin_remove_expert(name: str, write_config: bool = False):
+        await asyncio.to_thread(admin().remove, name, write_config)
+        return {"removed": name, "experts": app.state.served.experts}
+
+    @app.put("/admin/task-map/{task}")
+    async def admin_remap(task: str, body: Remap):
+        return admin().remap(task, body)
 
     @app.post("/v1/feedback")
     async def feedback(body: Annotated[Any, Body()]):

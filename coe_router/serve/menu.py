@@ -31,6 +31,8 @@ class Served:
     prices: dict[str, float] = field(default_factory=dict)
     feedback: Any = None  # a FeedbackRecorder; one without a journal when not given
     call_prices: dict[str, Any] = field(default_factory=dict)  # caller -> TokenPrice, for the cost per answer
+    config: Any = None  # the RouterConfig served (the admin API validates edits against it)
+    build_model: Any = None  # (config, model name) -> chat model, for an expert added on a model not yet built
 
     def __post_init__(self) -> None:
         if self.feedback is None:

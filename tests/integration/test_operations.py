@@ -1,5 +1,5 @@
-"""Operating a real `coe serve`: Prometheus metrics after traffic, the cost of each answer, and the Grafana
-dashboard in deploy/ naming only metrics a real scrape has. The experts are a real OpenAI-compatible process
+"""Operating a real `coe serve`: Prometheus metrics after traffic, the cost of each answer, the Grafana
+dashboard in deploy/ naming only metrics a real scrape has, and experts added and removed over the admin API. The experts are a real OpenAI-compatible process
 (tests/service_upstream.py); the service runs with its default timeouts."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tests.service_upstream import CoeServe, Upstream
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "coe-ops-token-51c2"
+ADMIN = "coe-ops-admin-9e07"
 PRICES = {"in": 2.0, "out": 6.0}  # the answering model, dollars per 1M tokens
 
 
@@ -45,7 +46,7 @@ def service(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ops")
     with Upstream() as up:
         coe = CoeServe(ops_config(up), folder, "ops", args=("--token-env", "COE_OPS_TOKEN"),
-                       env={"COE_OPS_TOKEN": TOKEN}).start()
+                       env={"COE_OPS_TOKEN": TOKEN, "COE_ADMIN_TOKEN": ADMIN}).start()
         try:
             coe.wait()
             yield coe
@@ -152,3 +153,59 @@ def _metric_names(expr: str) -> set[str]:
     import re
 
     return set(re.findall(r"\bcoe_[a-z_]+", expr))
+
+
+def _admin(service, token: str | None = ADMIN) -> httpx.Client:
+    return httpx.Client(base_url=service.url, headers={"authorization": f"Bearer {token}"} if token else {},
+                        timeout=30)
+
+
+def _routed(service, content: str) -> str:
+    raw = _client(service).chat.completions.with_raw_response.create(
+        model="coe", messages=[{"role": "user", "content": content}])
+    return raw.headers["x-coe-expert"]
+
+
+def test_the_admin_api_has_its_own_token(service):
+    assert httpx.get(f"{service.url}/admin/experts").status_code == 401
+    assert _admin(service, TOKEN).get("/admin/experts").status_code == 401  # the API token does not open it
+    listed = _admin(service).get("/admin/experts").json()["experts"]
+    assert {row["expert"] for row in listed} >= {"answerer", "failing", "unpriced"}
+
+
+def test_an_expert_added_over_http_serves_the_next_request_and_can_be_written_back(service):
+    from coe_router.config import load_config
+
+    admin = _admin(service)
+    assert _routed(service, "the roman senate") == "answerer"
+    added = admin.post("/admin/experts", json={"name": "historian", "model": "m-free", "tasks": ["history"],
+                                               "rank": 0, "style": "plain", "write_config": True})
+    assert added.status_code == 200, added.text
+    assert added.json()["tasks"] == {"history": 1}
+    assert _routed(service, "the roman senate") == "historian"
+    assert "coe/historian" in [m.id for m in _client(service).models.list()]
+    written = load_config(service.config_path)
+    assert written.experts["historian"].model == "m-free" and written.task_map["history"][0] == "historian"
+
+    remapped = admin.put("/admin/task-map/history", json={"experts": ["answerer", "historian"]})
+    assert remapped.json() == {"task": "history", "experts": ["answerer", "historian"]}
+    assert _routed(service, "the roman senate") == "answerer"
+
+    assert admin.delete("/admin/experts/historian", params={"write_config": "true"}).status_code == 200
+    assert "coe/historian" not in [m.id for m in _client(service).models.list()]
+    assert "historian" not in load_config(service.config_path).experts
+    assert admin.delete("/admin/experts/historian").status_code == 404
+
+
+@pytest.mark.parametrize("body, status, param", [
+    ({"name": "x", "model": "no-such-model"}, 400, "model"),
+    ({"name": "x", "model": "m-free", "tasks": ["astrology"]}, 400, "tasks"),
+    ({"name": "answerer", "model": "m-free"}, 409, "name"),
+    ({"name": "bad name!", "model": "m-free"}, 400, "name"),
+    ({"name": "x", "model": "m-free", "colour": "red"}, 400, "colour"),
+])
+def test_an_invalid_expert_is_refused_naming_the_field(service, body, status, param):
+    answer = _admin(service).post("/admin/experts", json=body)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["param"] == param
+    assert "x" not in {row["expert"] for row in _admin(service).get("/admin/experts").json()["experts"]}
