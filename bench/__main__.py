@@ -24,7 +24,7 @@ os.environ.pop("LANGSMITH_TRACING", None)
 os.environ.pop("LANGCHAIN_TRACING_V2", None)
 
 SECTIONS = ("routing", "classifiers", "graph", "throughput", "ceiling", "scaling", "peer", "leaderboard", "rss",
-            "knn_scale", "faults", "service_cost", "memory", "replicas")
+            "knn_scale", "metrics", "faults", "service_cost", "memory", "replicas")
 
 FULL = dict(queries=300, hybrid_queries=100, llm_queries=30, graph_queries=150, peer_queries=300,
             rounds=5, per_round=256, concurrency=64, scaling="1000,10000,100000", scaling_queries=200,
@@ -203,6 +203,12 @@ def main(argv=None) -> int:
         sizes = [0 if s.strip() == "all" else int(s) for s in str(args.knn_sizes).split(",") if s.strip()]
         log(f"knn router at scale: memories of {args.knn_sizes} rows x 29 experts, {args.knn_queries} queries each")
         results["knn_scale"] = knn_scale.run(data, encoder, sizes, args.knn_queries, args.knn_fresh_starts)
+
+    if "metrics" not in args.skip:
+        from . import metrics_cost
+
+        log("metrics: what the Prometheus metrics add to a request")
+        results["metrics"] = metrics_cost.run(2000 if args.quick else 20_000)
 
     if "peer" not in args.skip:
         log(f"peer: semantic-router on the same {args.peer_queries} queries")

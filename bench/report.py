@@ -178,6 +178,10 @@ def format_report(r: dict) -> str:
         lines += ["", f"  Leaderboard ({lb['source']}): {lb['questions']} questions x {lb['models']} models: "
                       + (f"read {lb['read_ms_p50']} ms + build {lb['build_ms_p50']} ms (p50 of 5)"
                          if "read_ms_p50" in lb else f"build {lb['build_ms_p50']} ms (p50 of 5)")]
+    me = r.get("metrics")
+    if me:
+        lines.append(f"  Prometheus metrics per request: {me['observe_us_p50']} us p50 ({me['observe_us_p95']} us p95); "
+                     f"one scrape {me['scrape_ms_p50']} ms")
     rs = r.get("rss")
     if rs:
         if "skipped" in rs:

@@ -44,5 +44,5 @@ def test_python_dash_m_bench_runs_every_section_on_tiny_sizes(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "decision" in done.stdout or "routing" in done.stdout.lower()  # the report's table was printed
     results = json.loads(report.read_text())
-    for section in ("routing", "graph", "throughput", "scaling", "leaderboard", "knn_scale"):
+    for section in ("routing", "graph", "throughput", "scaling", "leaderboard", "knn_scale", "metrics"):
         assert results.get(section), (section, sorted(results))
