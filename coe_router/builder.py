@@ -137,22 +137,21 @@ def attempt_policies(config: RouterConfig) -> dict[str, AttemptPolicy]:
 
 def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpointer, progress: bool):
     """build_graph's work; every part not given is built from the config."""
-    loading = []
+    encoder_loading = None
     if (store is None and needs_examples(config)) or config.router.kind == "knn":
         # MiniLM (torch) and the Chroma client load while the chat models (langchain-openai) are built: about a
-        # second of a fresh start. A failure surfaces where the part is used.
-        background = ThreadPoolExecutor(2, thread_name_prefix="coe-load")
-        loading.append(background.submit(_retriever_client, config))
-        if encoder is None:
-            loading.append(background.submit(load_encoder, config.retriever.embedding_package,
-                                             config.retriever.embedding_path))
-        background.shutdown(wait=False)
+        # second of a fresh start. A failure surfaces where the part is used (both are cached per process).
+        with ThreadPoolExecutor(2, thread_name_prefix="coe-load") as background:
+            background.submit(_retriever_client, config)
+            if encoder is None:
+                encoder_loading = background.submit(load_encoder, config.retriever.embedding_package,
+                                                    config.retriever.embedding_path)
+            if models is None:
+                models = build_models(config, used_models(config))
+        if encoder_loading is not None and encoder_loading.exception() is None:
+            encoder = encoder_loading.result()
     if models is None:
         models = build_models(config, used_models(config))
-    for part in loading:
-        part.exception()  # waits
-    if encoder is None and len(loading) == 2 and loading[1].exception() is None:
-        encoder = loading[1].result()
     if store is None and needs_examples(config):
         store = open_example_store(config, encoder, progress=progress)
     if classifier is None:

@@ -15,14 +15,11 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+from coe_router.cache import cache_root
+
 REPO = Path(__file__).resolve().parents[1]
 ARCHIVE = REPO / "data" / "recorded.tar.xz"
 MARKER = "mmlu-pro-model-outputs"
-
-
-def cache_root() -> Path:
-    root = os.environ.get("COE_CACHE_DIR")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "coe-router"
 
 
 def unpacked(archive: Path = ARCHIVE) -> Path:

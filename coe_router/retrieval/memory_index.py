@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from coe_router.cache import cache_root
 from coe_router.retrieval.neighbours import _top_k_rows, top_k
 
 EXACT_MAX_ROWS = 20_000
@@ -70,8 +71,7 @@ class HnswGraph:
 
 def default_cache_dir() -> Path:
     """$COE_CACHE_DIR/knn-hnsw, default ~/.cache/coe-router/knn-hnsw."""
-    root = os.environ.get("COE_CACHE_DIR")
-    return (Path(root).expanduser() if root else Path.home() / ".cache" / "coe-router") / "knn-hnsw"
+    return cache_root() / "knn-hnsw"
 
 
 class MemoryIndex:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
+from coe_router.cache import cache_root
+
 PACKAGES = ("torch", "transformers", "sentence-transformers", "tokenizers", "safetensors")
 
 
 def reference_dir() -> Path:
-    root = os.environ.get("COE_CACHE_DIR")
-    base = Path(root).expanduser() if root else Path.home() / ".cache" / "coe-router"
-    return base / "encoder-reference"
+    return cache_root() / "encoder-reference"
 
 
 def reference_key(folder: Path) -> str:

@@ -171,7 +171,6 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="coe-router", version="0.2.0", lifespan=lifespan, default_response_class=WireJSONResponse)
-    app.state.metrics = metrics
     app.add_middleware(BodyLimits, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
 
     @app.exception_handler(ProtocolError)
