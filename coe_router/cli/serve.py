@@ -39,6 +39,18 @@ def served_from_config(config, encoder=None, progress: bool = True):
     return served
 
 
+def _limiter(config):
+    """Per-key counters in the service's PostgreSQL when it has one (replicas share each key's budget), else in
+    memory."""
+    import functools
+
+    from coe_router.persistence import postgres_dsn
+    from coe_router.serve.rate_limits import open_limiter
+
+    return functools.partial(open_limiter, postgres_dsn(config) if config.persistence.checkpointer == "postgres"
+                             else None)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -47,8 +59,10 @@ def _serve(args: argparse.Namespace) -> int:
     from coe_router.retrieval.batching import BatchingEncoder
     from coe_router.retrieval.encoder import load_encoder, resolve_batch_dtype
     from coe_router.serve.app import create_app
+    from coe_router.serve.keys import service_keys
 
     config = load_config(args.config)
+    keys = service_keys(args.keys, args.token_env)  # a bad keys file stops here, before any model loads
     # Concurrent requests share query-embedding calls, and a lone request never waits. Batches of two or more
     # queries run in bfloat16 where the CPU has AMX (--batch-dtype auto); single queries always in float32.
     encoder = None
@@ -59,7 +73,7 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(served_from_config(config, encoder), token_env=args.token_env,
                      max_query_chars=config.limits.max_query_chars, deadline_s=args.deadline_s,
                      stream_idle_s=args.stream_idle_s, max_body_bytes=args.max_body_bytes,
-                     body_timeout_s=args.body_timeout_s)
+                     body_timeout_s=args.body_timeout_s, keys=keys, limiter=_limiter(config))
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0
 
@@ -71,6 +85,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--token-env", default="COE_API_TOKEN",
                        help="env var holding a bearer token; when it is set, requests must send it")
+    serve.add_argument("--keys", type=Path, metavar="FILE",
+                       help="a keys file (YAML or JSON): named API keys, each with optional rpm and tpm limits; "
+                            "requests must send one of them (default: $COE_KEYS_FILE)")
     serve.add_argument("--batch-dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                        help="precision of micro-batched query embeddings (auto: bfloat16 on CPUs with AMX)")
     serve.add_argument("--deadline-s", type=float, default=120.0,

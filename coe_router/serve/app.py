@@ -10,6 +10,9 @@ expert's model in `model`, the routing decision in `coe`, and headers `x-coe-exp
 Every failure is a JSON error with a status that says whose fault it is: 4xx for the request (a query too long
 for every expert, tools no expert can call, a bad context, text that is not valid Unicode), 502 when every expert
 failed, 504 past the deadline. A client that goes away cancels the rest of its run (serve/streaming.py).
+
+With a keys file (serve/keys.py) every request carries one of its keys, and each key's requests and tokens per
+minute are limited (serve/rate_limits.py): over a limit is a 429 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -50,11 +53,13 @@ from coe_router.redact import redact
 from coe_router.routing.feedback import FeedbackError
 from coe_router.serve.admin import ADMIN_PREFIX, ExpertAdmin, NewExpert, Remap, expert_rows
 from coe_router.serve.auth import authorized, needs_token
+from coe_router.serve.keys import ApiKey, KeyRing
 from coe_router.serve.limits import BodyLimits
 from coe_router.serve.costs import cost_header, request_cost
 from coe_router.serve.menu import Served
 from coe_router.serve.metrics import ServiceMetrics
 from coe_router.serve.protocol import ChatRequest, ProtocolError, completion, dumps, new_completion_id
+from coe_router.serve.rate_limits import KeyLimiter, Refusal, is_limited, open_limiter
 from coe_router.serve.streaming import (
     GraphEvents,
     RequestCancelled,
@@ -127,10 +132,19 @@ class WireJSONResponse(JSONResponse):
 
 
 def error_response(status: int, message: str, code: str, param: str | None = None,
-                   headers: dict[str, str] | None = None) -> JSONResponse:
-    kind = "invalid_request_error" if status < 500 else "server_error"
+                   headers: dict[str, str] | None = None, kind: str | None = None) -> JSONResponse:
+    kind = kind or ("invalid_request_error" if status < 500 else "server_error")
     return WireJSONResponse({"error": {"message": message, "type": kind, "code": code, "param": param}},
                             status_code=status, headers=headers)
+
+
+def rate_limited(key: ApiKey, refusal: Refusal) -> JSONResponse:
+    """The 429 of a key over a limit, as OpenAI words its own (type `requests` or `tokens`)."""
+    amount = key.rpm if refusal.limit == "rpm" else key.tpm
+    what = "requests" if refusal.limit == "rpm" else "tokens"
+    return error_response(429, f"API key {key.name!r} is over its limit of {amount} {what} per minute "
+                               f"({refusal.limit}); retry in {refusal.retry_after_s} s", "rate_limit_exceeded",
+                          headers={"retry-after": str(refusal.retry_after_s)}, kind=what)
 
 
 def _as_factory(served: Served | Any | ServedFactory) -> ServedFactory:
@@ -147,14 +161,16 @@ def _as_factory(served: Served | Any | ServedFactory) -> ServedFactory:
 def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = "COE_API_TOKEN",
                max_query_chars: int = MAX_QUERY_CHARS, deadline_s: float = 120.0, stream_idle_s: float = 30.0,
                workers: int = 64, max_body_bytes: int = MAX_BODY_BYTES, body_timeout_s: float = 30.0,
-               admin_token_env: str | None = "COE_ADMIN_TOKEN") -> FastAPI:
+               admin_token_env: str | None = "COE_ADMIN_TOKEN", keys: KeyRing | None = None,
+               limiter: Callable[[], AsyncContextManager[KeyLimiter]] = open_limiter) -> FastAPI:
     """The service for a compiled graph, a `Served` set of graphs, or an async context manager that builds one
     (so an async checkpointer opens on the server's event loop). With `$token_env` set, every path but /healthz
     needs `Authorization: Bearer ...` (/docs and /openapi.json too). `deadline_s` bounds a request across attempts
     and fallbacks; `stream_idle_s` a stream's silence; `workers` threads run the graph's synchronous nodes (the
     experts are async); a body over `max_body_bytes` is a 413 and one not received within `body_timeout_s` a
     408, before any work (serve/limits.py). With `$admin_token_env` set, /admin/ manages the experts
-    (serve/admin.py) behind that token."""
+    (serve/admin.py) behind that token. With `keys` (serve/keys.py), every path but /healthz needs one of them
+    instead, and their limits are counted by the KeyLimiter that `limiter()` opens (in memory by default)."""
     token = os.environ.get(token_env) if token_env else None
     admin_token = os.environ.get(admin_token_env) if admin_token_env else None
     factory = _as_factory(served)
@@ -164,9 +180,9 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
     async def lifespan(app: FastAPI):
         executor = ThreadPoolExecutor(workers, thread_name_prefix="coe-node")
         asyncio.get_running_loop().set_default_executor(executor)
-        async with factory() as ready:
+        async with factory() as ready, (limiter() if keys is not None else contextlib.nullcontext()) as key_limiter:
             ask_stream_usage(ready)
-            app.state.served = ready
+            app.state.served, app.state.limiter = ready, key_limiter
             yield
         executor.shutdown(wait=False, cancel_futures=True)
 
@@ -196,12 +212,36 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
                 return error_response(404, "the admin API is off (set COE_ADMIN_TOKEN to turn it on)", "not_found")
             if not authorized(request.headers.get("authorization"), admin_token):
                 return error_response(401, "missing or wrong admin bearer token", "unauthorized")
+        elif keys is not None and needs_token(request.url.path):
+            if (key := keys.match(request.headers.get("authorization"))) is None:
+                return error_response(401, "missing or unknown API key", "unauthorized")
+            request.state.api_key = key
+            if is_limited(request.method, request.url.path):
+                return await _limited(request, key, call_next)
         elif token and needs_token(request.url.path) and not authorized(request.headers.get("authorization"), token):
             return error_response(401, "missing or wrong bearer token", "unauthorized")
+        return await _answered(request, call_next)
+
+    async def _answered(request: Request, call_next):
         try:
             return await call_next(request)
         except Exception as exc:  # noqa: BLE001 - whatever escapes a route is still one JSON error, never a reset
             return failure_response(exc)
+
+    async def _limited(request: Request, key: ApiKey, call_next):
+        """A keyed API call: its limits checked before any work, its status counted by the key's name."""
+        try:
+            refusal = await app.state.limiter.admit(key)
+        except Exception as exc:  # noqa: BLE001 - the counters' database down: a 503 to retry, not a free pass
+            response = failure_response(exc)
+        else:
+            if refusal is not None:
+                metrics.key_limited.labels(key.name, refusal.limit).inc()
+                response = rate_limited(key, refusal)
+            else:
+                response = await _answered(request, call_next)
+        metrics.observe_key(key.name, status=response.status_code)
+        return response
 
     @app.get("/v1/models")
     async def models():
@@ -226,13 +266,16 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
 
     @app.post("/v1/chat/completions")
     async def chat(request: ChatRequest, http: Request):
-        observed = Observed(metrics, "stream" if request.stream else "json")
+        observed = Observed(metrics, "stream" if request.stream else "json", getattr(http.state, "api_key", None),
+                            app.state.limiter)
         try:
-            return await _chat(app.state.served, request, max_query_chars, deadline_s, stream_idle_s, http, observed)
+            response = await _chat(app.state.served, request, max_query_chars, deadline_s, stream_idle_s, http,
+                                   observed)
         except Exception as exc:  # noqa: BLE001 - mapped to a status that says whose fault it is
             response = failure_response(exc, getattr(exc, "param", None))
             observed.done(response.status_code)
-            return response
+        await observed.settled()  # the key's next request sees this answer's tokens
+        return response
 
     def admin() -> ExpertAdmin:
         served = app.state.served
@@ -340,15 +383,18 @@ async def _unless_disconnected(http: Request | None, work, watch: RequestWatch):
 
 class Observed:
     """One chat request on its way to the metrics: counted in flight from its start, recorded once at its end
-    (a stream's end is its body's last byte)."""
+    (a stream's end is its body's last byte). A keyed request's tokens and dollars are counted by the key's
+    name, and its tokens spent from the key's tokens-per-minute budget."""
 
-    def __init__(self, metrics: ServiceMetrics, shape: str):
-        self.metrics, self.shape = metrics, shape
+    def __init__(self, metrics: ServiceMetrics, shape: str, key: ApiKey | None = None,
+                 limiter: KeyLimiter | None = None):
+        self.metrics, self.shape, self.key, self.limiter = metrics, shape, key, limiter
         self.started = time.monotonic()
         self.translator: Translator | None = None
         self.watch: RequestWatch | None = None
         self.cost: dict | None = None
         self._done = False
+        self._spending: asyncio.Future | None = None
         metrics.in_flight.inc()
 
     def done(self, status: int) -> None:
@@ -357,10 +403,43 @@ class Observed:
         self._done = True
         self.metrics.in_flight.dec()
         t = self.translator
+        if self.cost is None and t is not None and t.cost is not None:
+            self.cost = t.cost()  # a stream's, as its closing chunk carried it
+        by_model = self.watch.by_model if self.watch else {}
         self.metrics.observe(shape=self.shape, status=status, decision=t.decision if t else None,
-                             by_model=self.watch.by_model if self.watch else None, cost=self.cost,
+                             by_model=by_model, cost=self.cost,
                              decided_s=t.decided_s if t else None, first_s=t.first_s if t else None,
                              total_s=time.monotonic() - self.started)
+        if self.key is not None:
+            tokens = sum(used_in + used_out for used_in, used_out in by_model.values())
+            priced = [d for d in ((self.cost or {}).get("by_model") or {}).values() if d is not None]
+            self.metrics.key_spent(self.key.name, tokens=tokens, dollars=sum(priced))
+            if self.limiter is not None and tokens:
+                self._spending = _in_background(self.limiter.spend(self.key, tokens))
+
+    async def settled(self) -> None:
+        """Once the answer's tokens are counted against its key (a failure to count is logged, not raised: the
+        answer is already made)."""
+        if self._spending is not None:
+            await asyncio.wait([self._spending])
+
+
+_BACKGROUND: set[asyncio.Future] = set()
+
+
+def _in_background(work) -> asyncio.Future:
+    """`work` run to its end even if nobody awaits it (a stream's last byte is out before its tokens are
+    counted), its failure logged."""
+    task = asyncio.ensure_future(work)
+    _BACKGROUND.add(task)
+
+    def finished(task: asyncio.Future) -> None:
+        _BACKGROUND.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("could not count tokens against an API key: %s", redact(repr(task.exception())))
+
+    task.add_done_callback(finished)
+    return task
 
 
 async def _observed_body(body, observed: Observed):

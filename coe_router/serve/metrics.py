@@ -3,7 +3,8 @@
 What an operator asks of a router: where the traffic goes (requests by expert, task, shape and status), how long
 deciding, the first token and the whole answer take, what it costs (tokens and dollars by model; calls of
 unpriced models counted apart), how often experts fail over and why, which breakers are open, and how many
-requests are in flight. Replicas are scraped one by one; workers of one host that share
+requests are in flight; with API keys (serve/keys.py), each key's requests, tokens, dollars and rate-limit refusals,
+labelled by the key's name (never its secret). Replicas are scraped one by one; workers of one host that share
 $PROMETHEUS_MULTIPROC_DIR are summed by prometheus-client's multi-process collector.
 
 Every metric name is in `METRICS`; deploy/grafana/coe-router-dashboard.json plots only those (tests/integration checks it
@@ -23,7 +24,8 @@ SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 BREAKER_STATES = ("closed", "open", "half_open")
 METRICS = ("coe_requests_total", "coe_routing_decision_seconds", "coe_time_to_first_token_seconds",
            "coe_request_seconds", "coe_tokens_total", "coe_cost_dollars_total", "coe_unpriced_calls_total",
-           "coe_fallbacks_total", "coe_in_flight_requests", "coe_breaker_state")
+           "coe_fallbacks_total", "coe_in_flight_requests", "coe_breaker_state", "coe_key_requests_total",
+           "coe_key_tokens_total", "coe_key_spend_dollars_total", "coe_key_rate_limited_total")
 
 _REASONS = (  # the failure reasons a fallback is counted under, read off the attempt's description
     ("cooling_down", re.compile(r"cooling down")),
@@ -79,6 +81,13 @@ class ServiceMetrics:
                                  ["expert", "reason"], registry=r)
         self.in_flight = Gauge("coe_in_flight_requests", "chat completions being answered", registry=r,
                                multiprocess_mode="livesum")
+        self.key_requests = Counter("coe_key_requests", "requests by API key name and status", ["key", "status"],
+                                    registry=r)
+        self.key_tokens = Counter("coe_key_tokens", "tokens of every model call, by API key name", ["key"], registry=r)
+        self.key_spend = Counter("coe_key_spend_dollars", "dollars of priced answers, by API key name", ["key"],
+                                 registry=r)
+        self.key_limited = Counter("coe_key_rate_limited", "requests refused with 429, by API key name and limit "
+                                   "(rpm, tpm)", ["key", "limit"], registry=r)
         self._breakers = _Breakers(breakers)
         if not self.multiprocess_dir:
             r.register(self._breakers)
@@ -104,6 +113,15 @@ class ServiceMetrics:
                 self.unpriced.labels(caller).inc()
             else:
                 self.cost.labels(caller).inc(dollars)
+
+    def observe_key(self, key: str, *, status: int) -> None:
+        """One answered API call of the key named `key` (its HTTP status; 429 when a limit refused it)."""
+        self.key_requests.labels(key, str(status)).inc()
+
+    def key_spent(self, key: str, *, tokens: int, dollars: float) -> None:
+        """What one chat completion of the key named `key` used: its model calls' tokens and priced dollars."""
+        self.key_tokens.labels(key).inc(tokens)
+        self.key_spend.labels(key).inc(dollars)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
