@@ -106,3 +106,15 @@ async def test_rpm_and_tpm_of_the_same_amount_are_separate_counters():
     assert await limiter.admit(key) is None  # two requests counted, no tokens yet: the token budget is whole
     await limiter.spend(key, 3)
     assert (await limiter.admit(key)).limit == "tpm"
+
+
+def test_the_readmes_keys_file_loads(tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### Per-key limits"):]
+    example = re.search(r"```yaml\n(.*?)```", section, flags=re.DOTALL).group(1)
+    ring = load_keys(_file(tmp_path, example), {"TEAM_A_KEY": "a-secret"})
+    assert [(k.name, k.rpm, k.tpm) for k in ring.keys] == [("team-a", 60, 20000), ("batch", None, None)]
+    assert ring.match("Bearer test").name == "batch"
