@@ -103,6 +103,21 @@ def _import_llmrouter(args: argparse.Namespace) -> int:
     return 0
 
 
+HYBRID_THRESHOLD = 0.6
+"""--threshold's value when it is not given (the knn vote share above which the hybrid classifier skips the llm)."""
+
+
+def refuse_unused_options(args: argparse.Namespace) -> None:
+    """An option that would change nothing is an error, not a silent no-op: a user who passes it expects an effect."""
+    threshold = getattr(args, "threshold", None)
+    if threshold is not None and getattr(args, "classifier", "knn") != "hybrid":
+        raise ValueError(f"--threshold {threshold:g} only applies to --classifier hybrid (this run uses "
+                         f"--classifier {getattr(args, 'classifier', 'knn')})")
+    if getattr(args, "pool", None) and getattr(args, "models", None):
+        raise ValueError("--models and --pool both name model pools: give the pool as --pool NAME=M1,M2 "
+                         "(repeatable) or use --models alone")
+
+
 def _eval_classifier_model(args: argparse.Namespace, tasks: list[str]):
     """knn needs nothing; llm/hybrid take the classifier model of --config (task descriptions from the config
     where a task name matches, else the name itself)."""
@@ -121,7 +136,8 @@ def _eval_classifier_model(args: argparse.Namespace, tasks: list[str]):
         raise ValueError(f"{args.config}: classifier.model is not set")
     model = build_models(config, {name})[name]
     descriptions = {t: config.tasks.get(t, t) for t in tasks}
-    return build_classifier(args.classifier, descriptions, model, threshold=args.threshold)
+    return build_classifier(args.classifier, descriptions, model,
+                            threshold=HYBRID_THRESHOLD if args.threshold is None else args.threshold)
 
 
 def _encode(args: argparse.Namespace, train, test):
@@ -145,6 +161,7 @@ def _eval_classifier(args: argparse.Namespace) -> int:
     from coe_router.outcomes import read_questions
     from coe_router.evaluation.replay import classification_report, classify, retrieve
 
+    refuse_unused_options(args)
     train, test = read_questions(args.train_questions), read_questions(args.test_questions)
     if args.limit:
         test = test.take(list(range(min(args.limit, test.n))))
@@ -180,6 +197,7 @@ class _Setup:
         from coe_router.evaluation.prices import parse_tokens, read_price_list
         from coe_router.evaluation.replay import parse_pools, pool_union, prepare_pool
 
+        refuse_unused_options(args)
         train = read_outcomes(args.train_outcomes, args.train_questions)
         test = read_outcomes(args.test_outcomes, args.test_questions)
         if getattr(args, "pool", None):
@@ -360,7 +378,8 @@ def _add_split_inputs(parser: argparse.ArgumentParser) -> None:
                         help="not-evaluated cells: drop the question from train and test (default) or count as wrong")
     parser.add_argument("--classifier", choices=["knn", "llm", "hybrid"], default="knn", help="two-stage classifier")
     parser.add_argument("--config", type=Path, help="config for --classifier llm/hybrid")
-    parser.add_argument("--threshold", type=float, default=0.6)
+    parser.add_argument("--threshold", type=float,
+                        help=f"hybrid classifier: knn vote share needed to skip the llm (default {HYBRID_THRESHOLD})")
     parser.add_argument("--cache-dir", help="embedding cache (default ~/.cache/coe-router/embeddings; '-' disables)")
     parser.add_argument("--json", action="store_true")
     _add_k(parser, "for the two-stage classifier")
@@ -400,7 +419,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     cls.add_argument("--classifier", choices=["knn", "llm", "hybrid"], default="knn")
     _add_k(cls, "per question")
     cls.add_argument("--config", type=Path, help="config whose classifier.model serves llm/hybrid")
-    cls.add_argument("--threshold", type=float, default=0.6, help="hybrid: knn vote share needed to skip the llm")
+    cls.add_argument("--threshold", type=float,
+                     help=f"hybrid: knn vote share needed to skip the llm (default {HYBRID_THRESHOLD})")
     cls.add_argument("--limit", type=int, help="only the first N test questions (llm classifiers are slow)")
     cls.add_argument("--plot", type=Path, help="write the confusion-matrix heatmap (needs matplotlib)")
     cls.add_argument("--cache-dir", help="embedding cache (default ~/.cache/coe-router/embeddings; '-' disables)")

@@ -214,6 +214,11 @@ def test_cli_replay_and_classifier_json(tmp_path, monkeypatch, capsys):
     assert {(r["router"], r["model"], r["score"]) for r in geometry} == {("category", "alg", "0.0"),
                                                                        ("knn-router", "geo", "1.0")}
     assert main(["eval", "replay", *common, "--router", "nonsense"]) == 2
+    capsys.readouterr()
+    assert main(["eval", "replay", *common, "--router", "two-stage", "--threshold", "0.9"]) == 2
+    assert "--threshold 0.9 only applies to --classifier hybrid" in capsys.readouterr().err
+    assert main(["eval", "replay", *common, "--models", "alg,geo", "--pool", "both=alg,geo"]) == 2
+    assert "--models and --pool" in capsys.readouterr().err
     assert main(["eval", "classifier", "--train-questions", p["train_questions"], "--test-questions",
                  p["test_questions"], "--k", "3", "--cache-dir", str(tmp_path / "cache"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
