@@ -235,13 +235,13 @@ class _Setup:
 
 
 def _eval_replay(args: argparse.Namespace) -> int:
-    from coe_router.evaluation.replay import ROUTERS
+    from coe_router.evaluation.replay import EXTRA_ROUTERS, ROUTERS
 
     routers = list(ROUTERS) if args.router == "all" else split_list(args.router)
-    unknown = [r for r in routers if r not in ROUTERS]
+    unknown = [r for r in routers if r not in ROUTERS + EXTRA_ROUTERS]
     if unknown:
-        raise ValueError(f"unknown router(s) {unknown} ({', '.join(ROUTERS)}, all)")
-    setup = _Setup(args, need_vectors=bool({"two-stage", "knn-router"} & set(routers)) or args.k == "auto")
+        raise ValueError(f"unknown router(s) {unknown} ({', '.join(ROUTERS + EXTRA_ROUTERS)}, all)")
+    setup = _Setup(args, need_vectors=bool({"two-stage", "knn-router", "learned-router"} & set(routers)) or args.k == "auto")
     if args.write_config and len(setup.pools) > 1:
         raise ValueError("--write-config writes one pool's knn-router settings: give one pool (--models, not --pool)")
     by_pool, picks = {}, []
@@ -430,7 +430,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     replay = steps.add_parser("replay", help="score routers by replaying recorded answers")
     _add_split_inputs(replay)
     replay.add_argument("--router", default="all",
-                        help="random, best-single, oracle, category, two-stage, knn-router; comma-separated or all")
+                        help="random, best-single, oracle, category, two-stage, knn-router, learned-router (named only: it "
+                             "trains a network per CV fold); comma-separated or all")
     replay.add_argument("--pool", action="append", metavar="NAME=M1,M2|*",
                         help="a named model pool (repeatable); all pools are scored on one fixed question set")
     replay.add_argument("--write-config", metavar="FILE",

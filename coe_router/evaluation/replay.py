@@ -26,10 +26,13 @@ from coe_router.outcomes import MissingPolicy, Outcomes
 from coe_router.evaluation.replay_routers import BestSingleRouter, RandomRouter, TaskMapRouter, oracle_route
 from coe_router.retrieval.neighbours import top_k
 from coe_router.routing.classifiers import KnnClassifier, TaskClassifier
+from coe_router.routing.learned_router import LearnedRouterParams
 from coe_router.routing.query_router import KnnRouter, KnnRouterParams, price_vector
 from coe_router.schema import RetrievedExample, TaskDecision
 
 ROUTERS = ("random", "best-single", "oracle", "category", "two-stage", "knn-router")
+EXTRA_ROUTERS = ("learned-router",)
+"""Routers run only when named (`--router learned-router`): they train a network per CV fold (seconds to a minute)."""
 BASELINES = ("best-single", "category")
 """Every router's accuracy difference to these gets a paired bootstrap interval (ReplayResult.differences)."""
 
@@ -155,6 +158,7 @@ class ReplayBench:
     knn_params: KnnRouterParams = field(default_factory=KnnRouterParams)
     random_seeds: int = 20
     classifier: TaskClassifier | None = None
+    learned_params: LearnedRouterParams = field(default_factory=LearnedRouterParams)
 
     def __post_init__(self) -> None:
         if self.train.models != self.test.models:
@@ -245,7 +249,23 @@ class ReplayBench:
             knn = KnnRouter(self.models, self.train_vectors, self.train.scores, self.train.categories.tolist(),
                             self.knn_params, self.prices)
             return self._result(router, knn.route(self.test_vectors), params=self.knn_params.model_dump())
-        raise ValueError(f"unknown router {router!r} ({', '.join(ROUTERS)})")
+        if router == "learned-router":
+            return self._learned()
+        raise ValueError(f"unknown router {router!r} ({', '.join(ROUTERS + EXTRA_ROUTERS)})")
+
+    def _learned(self) -> ReplayResult:
+        """The stacked learned router, its blend chosen by 5-fold CV on train (0 is the knn-router itself)."""
+        from coe_router.routing.learned_router import LearnedRouter, tune_blend
+
+        self._need_vectors("learned-router")
+        tasks = self.train.categories.tolist()
+        tuning = tune_blend(self.models, self.train_vectors, self.train.scores, tasks, knn_params=self.knn_params,
+                            params=self.learned_params, prices=self.prices)
+        params = self.learned_params.model_copy(update={"blend": tuning.best})
+        router = LearnedRouter(self.models, self.train_vectors, self.train.scores, tasks, self.knn_params, params,
+                               self.prices)
+        return self._result("learned-router", router.route(self.test_vectors),
+                            params={**params.model_dump(), "cv_accuracy_by_blend": tuning.cv_accuracy})
 
     def _random(self) -> ReplayResult:
         """Mean over seeds; the std shows how far one random draw can land from it."""

@@ -213,6 +213,11 @@ def test_cli_replay_and_classifier_json(tmp_path, monkeypatch, capsys):
     geometry = [r for r in rows if "-geometry-" in r["question_id"]]
     assert {(r["router"], r["model"], r["score"]) for r in geometry} == {("category", "alg", "0.0"),
                                                                        ("knn-router", "geo", "1.0")}
+    assert main(["eval", "replay", *common, "--router", "knn-router,learned-router", "--knn-k", "3"]) == 0
+    knn, learned = json.loads(capsys.readouterr().out)
+    assert learned["router"] == "learned-router" and set(learned["params"]["cv_accuracy_by_blend"]) == {
+        "0.0", "0.25", "0.5", "0.75", "1.0"}
+    assert learned["params"]["blend"] > 0 or learned["accuracy"] == knn["accuracy"]
     assert main(["eval", "replay", *common, "--router", "nonsense"]) == 2
     capsys.readouterr()
     assert main(["eval", "replay", *common, "--router", "two-stage", "--threshold", "0.9"]) == 2
