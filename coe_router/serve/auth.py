@@ -7,12 +7,16 @@ import hmac
 OPEN_PATHS = ("/healthz",)
 
 
-def authorized(header: str | None, token: str) -> bool:
-    """Whether an `Authorization` header carries `token` (scheme `Bearer`, any case)."""
+def bearer(header: str | None) -> str | None:
+    """The secret an `Authorization` header carries (scheme `Bearer`, any case), or None."""
     scheme, _, value = (header or "").strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return False
-    return hmac.compare_digest(value.strip().encode("utf-8"), token.encode("utf-8"))
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def authorized(header: str | None, token: str) -> bool:
+    """Whether an `Authorization` header carries `token`."""
+    presented = bearer(header)
+    return presented is not None and hmac.compare_digest(presented.encode("utf-8"), token.encode("utf-8"))
 
 
 def needs_token(path: str) -> bool:

@@ -28,6 +28,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from coe_router.config import ConfigError
+from coe_router.serve.auth import bearer
 
 KEYS_FILE_ENV = "COE_KEYS_FILE"
 
@@ -82,10 +83,10 @@ class KeyRing:
 
     def match(self, header: str | None) -> ApiKey | None:
         """The key whose secret the header carries (scheme `Bearer`, any case), or None."""
-        scheme, _, value = (header or "").strip().partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
+        secret = bearer(header)
+        if secret is None:
             return None
-        presented = digest(value.strip())
+        presented = digest(secret)
         found = None
         for key in self.keys:  # every key is compared, whichever matches
             if hmac.compare_digest(presented, key.digest) and found is None:
