@@ -25,6 +25,8 @@ from reports.tables import (
     classifier_line,
     confusions,
     knn_tuning_lines,
+    learned_table,
+    learned_tuning_line,
     leaderboard_table,
     per_class_table,
     router_table,
@@ -121,8 +123,18 @@ def mmlu_section(data: Path, encoder, cache_dir, seeds: int, log, figures: Figur
             "",
             knn_tuning_lines(report),
             "",
+            learned_tuning_line(report),
+            "",
         ]
     out += [
+        "### Learned routers on the three pools",
+        "",
+        ("Fed the gold task, as the category router is. The learned-router's gain over the knn-router comes from "
+         "shrinking the neighbourhood vote to the gold task's accuracy by a CV-chosen pseudo-count; where CV keeps "
+         "blend 0 the network adds nothing."),
+        "",
+        learned_table(reports),
+        "",
         "### Task -> expert map of the 29-model pool (leaderboard built on train, eq. 4/5/8)",
         "",
         leaderboard_table(full.leaderboard),
@@ -167,6 +179,10 @@ def summary_lines(full: PoolReport, robustness: dict[str, list[float]]) -> list[
         ["two-stage (knn classifier)", "within 0.5 of category", f"{acc['two-stage']:.2f} ({gap:+.2f})",
          seeds("two-stage")],
         ["knn-router", "above category", f"{acc['knn-router']:.2f} ({margin:+.2f})", seeds("knn-router")],
+        ["learned-router (gold task)", "not below category; above knn-router",
+         f"{acc['learned-router']:.2f} ({acc['learned-router'] - acc['category']:+.2f})", seeds("learned-router")],
+        ["mf-router (gold task)", "-", f"{acc['mf-router']:.2f} ({acc['mf-router'] - acc['category']:+.2f})",
+         seeds("mf-router")],
     ]
     n = len(next(iter(robustness.values()))) if robustness else 0
     return [

@@ -21,6 +21,8 @@ ROUTER_NOTES = {
     "category": "gold task -> best train expert (a perfect classifier)",
     "two-stage": "knn-classified task -> best train expert (CoE-Ops pipeline)",
     "knn-router": "query-level: neighbours' recorded outcomes, shrunk to the task prior",
+    "learned-router": "knn estimate shrunk to the gold task's accuracy + a success predictor, both weights by CV",
+    "mf-router": "RouteLLM-style matrix factorisation of (query + gold task, expert), trained on the outcomes",
 }
 
 
@@ -62,7 +64,7 @@ def difference(result: ReplayResult, baseline: str) -> str:
 
 
 def router_table(report: PoolReport, cost: bool = False) -> str:
-    header = (["router", "accuracy %", "vs best single [95% CI]", "vs category [95% CI]"]
+    header = (["router", "accuracy %", "vs best single [95% CI]", "vs category [95% CI]", "vs knn-router [95% CI]"]
               + (["$ / 1M tok"] if cost else []) + ["routed to", "what it is"])
     rows = []
     for r in report.results:
@@ -70,7 +72,7 @@ def router_table(report: PoolReport, cost: bool = False) -> str:
         if r.router == "two-stage":
             acc += f" (classifier {r.classifier_accuracy:.1f}%)"
         row = [f"**{r.router}**" if r.router in ("two-stage", "knn-router") else r.router, acc,
-               difference(r, "best-single"), difference(r, "category")]
+               difference(r, "best-single"), difference(r, "category"), difference(r, "knn-router")]
         if cost:
             row.append(f"{r.mean_price:.3f}" if r.mean_price is not None else "")
         row += [picks(r) if r.router != "random" else "-", ROUTER_NOTES[r.router]]
@@ -121,6 +123,28 @@ def knn_tuning_lines(report: PoolReport) -> str:
     for row in report.knn_top[1:5]:
         lines.append(f"- {knn_text(row.params)}: {row.accuracy:.2f}%")
     return "\n".join(lines)
+
+
+def learned_tuning_line(report: PoolReport) -> str:
+    params = report.result("learned-router").params
+    strengths = ", ".join(f"{float(k):g}: {v:.2f}" for k, v in params["cv_accuracy_by_strength"].items())
+    blends = ", ".join(f"{float(k):g}: {v:.2f}" for k, v in params["cv_accuracy_by_blend"].items())
+    return (f"learned-router settings chosen by 5-fold CV on train: gold-task prior x{params['task_prior_strength']:g} "
+            f"(CV % by strength: {strengths}), blend {params['blend']:g} (CV % by blend: {blends}; a non-zero blend "
+            "must gain more than one standard error of the per-fold gains).")
+
+
+def learned_table(reports: dict[str, PoolReport]) -> str:
+    """Per pool: each learned router against the task map and the knn-router, with paired 95% intervals."""
+    rows = []
+    for name, report in reports.items():
+        for router in ("learned-router", "mf-router"):
+            r = report.result(router)
+            rows.append([name, router, f"{r.accuracy:.2f}", f"{r.macro_accuracy:.2f}", difference(r, "category"),
+                         difference(r, "knn-router"), f"{report.result('knn-router').accuracy:.2f}",
+                         f"{report.result('category').accuracy:.2f}"])
+    return table(["pool", "router", "accuracy %", "macro %", "vs category [95% CI]", "vs knn-router [95% CI]",
+                  "knn-router %", "category %"], rows)
 
 
 def _setting(point, strong_cost: float) -> str:

@@ -241,7 +241,7 @@ def _eval_replay(args: argparse.Namespace) -> int:
     unknown = [r for r in routers if r not in ROUTERS + EXTRA_ROUTERS]
     if unknown:
         raise ValueError(f"unknown router(s) {unknown} ({', '.join(ROUTERS + EXTRA_ROUTERS)}, all)")
-    setup = _Setup(args, need_vectors=bool({"two-stage", "knn-router", "learned-router"} & set(routers)) or args.k == "auto")
+    setup = _Setup(args, need_vectors=bool({"two-stage", "knn-router", *EXTRA_ROUTERS} & set(routers)) or args.k == "auto")
     if args.write_config and len(setup.pools) > 1:
         raise ValueError("--write-config writes one pool's knn-router settings: give one pool (--models, not --pool)")
     by_pool, picks = {}, []
@@ -430,8 +430,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     replay = steps.add_parser("replay", help="score routers by replaying recorded answers")
     _add_split_inputs(replay)
     replay.add_argument("--router", default="all",
-                        help="random, best-single, oracle, category, two-stage, knn-router, learned-router (named only: it "
-                             "trains a network per CV fold); comma-separated or all")
+                        help="random, best-single, oracle, category, two-stage, knn-router, learned-router, mf-router "
+                             "(the last two named only: they train networks, and are fed the gold task as category "
+                             "is); comma-separated or all")
     replay.add_argument("--pool", action="append", metavar="NAME=M1,M2|*",
                         help="a named model pool (repeatable); all pools are scored on one fixed question set")
     replay.add_argument("--write-config", metavar="FILE",

@@ -27,12 +27,14 @@ from coe_router.evaluation.replay_routers import BestSingleRouter, RandomRouter,
 from coe_router.retrieval.neighbours import top_k
 from coe_router.routing.classifiers import KnnClassifier, TaskClassifier
 from coe_router.routing.learned_router import LearnedRouterParams
+from coe_router.routing.mf_router import MatrixFactorizationParams
 from coe_router.routing.query_router import KnnRouter, KnnRouterParams, price_vector
 from coe_router.schema import RetrievedExample, TaskDecision
 
 ROUTERS = ("random", "best-single", "oracle", "category", "two-stage", "knn-router")
-EXTRA_ROUTERS = ("learned-router",)
-"""Routers run only when named (`--router learned-router`): they train a network per CV fold (seconds to a minute)."""
+EXTRA_ROUTERS = ("learned-router", "mf-router")
+"""Routers run only when named (`--router learned-router,mf-router`): they train networks (seconds to a minute).
+Like the category router they are fed each test question's gold task (a labelled benchmark names it)."""
 BASELINES = ("best-single", "category")
 """Every router's accuracy difference to these gets a paired bootstrap interval (ReplayResult.differences)."""
 
@@ -159,6 +161,7 @@ class ReplayBench:
     random_seeds: int = 20
     classifier: TaskClassifier | None = None
     learned_params: LearnedRouterParams = field(default_factory=LearnedRouterParams)
+    mf_params: MatrixFactorizationParams = field(default_factory=MatrixFactorizationParams)
 
     def __post_init__(self) -> None:
         if self.train.models != self.test.models:
@@ -251,21 +254,34 @@ class ReplayBench:
             return self._result(router, knn.route(self.test_vectors), params=self.knn_params.model_dump())
         if router == "learned-router":
             return self._learned()
+        if router == "mf-router":
+            return self._matrix_factorization()
         raise ValueError(f"unknown router {router!r} ({', '.join(ROUTERS + EXTRA_ROUTERS)})")
 
     def _learned(self) -> ReplayResult:
-        """The stacked learned router, its blend chosen by 5-fold CV on train (0 is the knn-router itself)."""
-        from coe_router.routing.learned_router import LearnedRouter, tune_blend
+        """The stacked learned router: the known-task prior's strength and the blend chosen by 5-fold CV on
+        train (blend 0 is the knn estimate shrunk to the gold task's accuracy)."""
+        from coe_router.routing.learned_router import LearnedRouter, tune_learned_router
 
         self._need_vectors("learned-router")
         tasks = self.train.categories.tolist()
-        tuning = tune_blend(self.models, self.train_vectors, self.train.scores, tasks, knn_params=self.knn_params,
-                            params=self.learned_params, prices=self.prices)
-        params = self.learned_params.model_copy(update={"blend": tuning.best})
+        tuning = tune_learned_router(self.models, self.train_vectors, self.train.scores, tasks,
+                                     knn_params=self.knn_params, params=self.learned_params, prices=self.prices)
+        params = self.learned_params.model_copy(update={"blend": tuning.blend,
+                                                        "task_prior_strength": tuning.task_prior_strength})
         router = LearnedRouter(self.models, self.train_vectors, self.train.scores, tasks, self.knn_params, params,
                                self.prices)
-        return self._result("learned-router", router.route(self.test_vectors),
-                            params={**params.model_dump(), "cv_accuracy_by_blend": tuning.cv_accuracy})
+        return self._result("learned-router", router.route(self.test_vectors, self.test.categories.tolist()),
+                            params={**params.model_dump(), **tuning.model_dump(exclude={"blend", "task_prior_strength"})})
+
+    def _matrix_factorization(self) -> ReplayResult:
+        from coe_router.routing.mf_router import MatrixFactorizationRouter
+
+        self._need_vectors("mf-router")
+        router = MatrixFactorizationRouter(self.models, self.train_vectors, self.train.scores,
+                                           self.train.categories.tolist(), self.mf_params, self.prices)
+        return self._result("mf-router", router.route(self.test_vectors, self.test.categories.tolist()),
+                            params=self.mf_params.model_dump())
 
     def _random(self) -> ReplayResult:
         """Mean over seeds; the std shows how far one random draw can land from it."""

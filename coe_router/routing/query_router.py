@@ -158,8 +158,11 @@ class KnnRouter:
             scores[row, self.models.index(model)] = score
             self._set_memory(self.memory.vectors, scores, self.memory.tasks)
 
-    def expected_scores(self, idx: np.ndarray, sims: np.ndarray, params: KnnRouterParams | None = None) -> np.ndarray:
-        """(n, models) estimated score of each model for each query, from precomputed neighbours (best first)."""
+    def expected_scores(self, idx: np.ndarray, sims: np.ndarray, params: KnnRouterParams | None = None,
+                        tasks: Sequence[str] | None = None) -> np.ndarray:
+        """(n, models) estimated score of each model for each query, from precomputed neighbours (best first).
+        `tasks`: each query's task when it is known (a labelled benchmark, a classifier's decision); the task
+        prior is then that task's accuracy instead of the neighbours' task vote (an unseen task: the global one)."""
         p = params or self.params
         memory = self.memory
         filled, known, task_accuracy, global_accuracy = memory.filled, memory.known, memory.task_accuracy, \
@@ -172,9 +175,19 @@ class KnnRouter:
             return np.where(mass > 0, local / np.maximum(mass, 1e-12), global_accuracy)
         if p.prior == "global":
             prior = np.broadcast_to(global_accuracy, local.shape)
+        elif tasks is not None:
+            prior = self.given_task_prior(tasks)
         else:
             prior = self.task_posterior(idx, sims, p.task_k) @ task_accuracy
         return (local + p.prior_strength * prior) / (mass + p.prior_strength)
+
+    def given_task_prior(self, tasks: Sequence[str]) -> np.ndarray:
+        """(n, models) each query's known task's accuracy per model; the global accuracy for tasks not in memory."""
+        memory = self.memory
+        index = {t: i for i, t in enumerate(self.task_names)}
+        rows = [memory.task_accuracy[index[t]] if t in index and (memory.task_ids == index[t]).any()
+                else memory.global_accuracy for t in map(str, tasks)]
+        return np.array(rows).reshape(len(rows), len(self.models))
 
     def task_posterior(self, idx: np.ndarray, sims: np.ndarray, task_k: int) -> np.ndarray:
         """P(task | query): the similarity-weighted label vote of the nearest `task_k` (the knn classifier's vote)."""

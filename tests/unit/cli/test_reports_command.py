@@ -78,3 +78,20 @@ def test_the_repository_carries_the_data_and_unpacks_it_once(tmp_path, monkeypat
     assert data.find_data_dir() == folder and len(list((tmp_path / "data").iterdir())) == 1  # unpacked once
     with pytest.raises(FileNotFoundError, match="does not hold mmlu-pro-model-outputs"):
         data.find_data_dir(tmp_path)
+
+
+def test_pool_report_tables_carry_the_learned_routers_against_the_map_and_the_knn_router():
+    from reports.pools import evaluate_pool
+    from reports.tables import learned_table, learned_tuning_line, router_table
+    from tests.fakes import BagOfWordsEncoder
+    from tests.unit.evaluation.test_replay import TEST, TRAIN, make
+
+    encoder = BagOfWordsEncoder()
+    train, test = make(TRAIN, "tr"), make(TEST, "te")
+    report = evaluate_pool("tiny", train, test, encoder.encode(train.questions), encoder.encode(test.questions))
+    assert [r.router for r in report.results][-2:] == ["learned-router", "mf-router"]
+    header, _, *rows = router_table(report).splitlines()
+    assert "vs knn-router [95% CI]" in header and len(rows) == 8
+    learned = learned_table({"tiny": report}).splitlines()
+    assert len(learned) == 4 and learned[2].startswith("| tiny | learned-router | ")
+    assert learned_tuning_line(report).startswith("learned-router settings chosen by 5-fold CV on train: gold-task prior x")

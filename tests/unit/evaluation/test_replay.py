@@ -13,6 +13,7 @@ from coe_router.cli import evaluate as cli_eval
 from coe_router.cli.main import main
 from coe_router.evaluation.embedding_cache import encode_cached
 from coe_router.outcomes import Outcomes, read_outcomes, write_outcomes
+from coe_router.routing.learned_router import TASK_PRIOR_STRENGTHS
 from coe_router.evaluation.replay import ROUTERS, ReplayBench, classification_report, prepare_pool
 from coe_router.evaluation.replay_routers import oracle_route
 from coe_router.evaluation.splits import split_outcomes, stratified_split
@@ -213,11 +214,13 @@ def test_cli_replay_and_classifier_json(tmp_path, monkeypatch, capsys):
     geometry = [r for r in rows if "-geometry-" in r["question_id"]]
     assert {(r["router"], r["model"], r["score"]) for r in geometry} == {("category", "alg", "0.0"),
                                                                        ("knn-router", "geo", "1.0")}
-    assert main(["eval", "replay", *common, "--router", "knn-router,learned-router", "--knn-k", "3"]) == 0
-    knn, learned = json.loads(capsys.readouterr().out)
+    assert main(["eval", "replay", *common, "--router", "category,knn-router,learned-router,mf-router",
+                 "--knn-k", "3"]) == 0
+    category, knn, learned, mf = json.loads(capsys.readouterr().out)
     assert learned["router"] == "learned-router" and set(learned["params"]["cv_accuracy_by_blend"]) == {
         "0.0", "0.25", "0.5", "0.75", "1.0"}
-    assert learned["params"]["blend"] > 0 or learned["accuracy"] == knn["accuracy"]
+    assert learned["params"]["task_prior_strength"] in TASK_PRIOR_STRENGTHS
+    assert learned["accuracy"] >= category["accuracy"] and mf["router"] == "mf-router" and mf["params"]["dim"] > 0
     assert main(["eval", "replay", *common, "--router", "nonsense"]) == 2
     capsys.readouterr()
     assert main(["eval", "replay", *common, "--router", "two-stage", "--threshold", "0.9"]) == 2
