@@ -76,11 +76,12 @@ def open_example_store(config: RouterConfig, encoder: Encoder | Embeddings | Non
 
 def query_router_from_config(config: RouterConfig, encoder: Encoder | Embeddings | None,
                              progress: bool = False) -> LiveQueryRouter | None:
-    """The live knn router of `router.kind: knn`: its memory is the recorded outcomes of the config's experts
-    (columns of experts the config lacks are left out), embedded with the retriever's encoder once and kept
-    beside the retriever's examples (retrieval/memory_vectors.py), so a restart reads the vectors back."""
+    """The live query-level router of `router.kind: knn` or `mf`: its memory is the recorded outcomes of the
+    config's experts (columns of experts the config lacks are left out), embedded with the retriever's encoder once
+    and kept beside the retriever's examples (retrieval/memory_vectors.py), so a restart reads the vectors back.
+    `mf` trains its factorisation on that memory at start (seconds on CPU for thousands of questions)."""
     spec = config.router
-    if spec.kind != "knn":
+    if spec.kind not in ("knn", "mf"):
         return None
     from coe_router.outcomes import read_outcomes
 
@@ -98,9 +99,15 @@ def query_router_from_config(config: RouterConfig, encoder: Encoder | Embeddings
     vectors = memory_vectors(_retriever_client(config), config.retriever.collection, encoder, memory.questions,
                              progress=progress)
     prices = expert_prices(config)
-    knn = KnnRouter(experts, vectors, memory.scores, memory.categories.tolist(), spec.knn,
-                    prices if all(e in prices for e in experts) else None)
-    return LiveQueryRouter(knn, encoder, prices)
+    known_prices = prices if all(e in prices for e in experts) else None
+    knn = KnnRouter(experts, vectors, memory.scores, memory.categories.tolist(), spec.knn, known_prices)
+    scorer = None
+    if spec.kind == "mf":
+        from coe_router.routing.mf_router import MatrixFactorizationRouter
+
+        scorer = MatrixFactorizationRouter(experts, vectors, memory.scores, memory.categories.tolist(), spec.mf,
+                                           known_prices)
+    return LiveQueryRouter(knn, encoder, prices, scorer)
 
 
 def build_graph(
@@ -138,7 +145,7 @@ def attempt_policies(config: RouterConfig) -> dict[str, AttemptPolicy]:
 def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpointer, progress: bool):
     """build_graph's work; every part not given is built from the config."""
     encoder_loading = None
-    if (store is None and needs_examples(config)) or config.router.kind == "knn":
+    if (store is None and needs_examples(config)) or config.router.kind in ("knn", "mf"):
         # MiniLM (torch) and the Chroma client load while the chat models (langchain-openai) are built: about a
         # second of a fresh start. A failure surfaces where the part is used (both are cached per process).
         with ThreadPoolExecutor(2, thread_name_prefix="coe-load") as background:

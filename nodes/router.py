@@ -79,14 +79,14 @@ def pinned_route(task_map: TaskMap, task: str, expert: str) -> Route:
 
 def query_level_route(query_router: LiveQueryRouter, pool: ExpertPool, task: str, query: str,
                       cost_weight: float | None, prices: dict[str, float]) -> tuple[Route, list[Candidate]]:
-    """The knn router's ranking of the experts it has outcomes for, then the task map's chain for the rest."""
-    ranked, expected = query_router.rank(query, cost_weight)
+    """The query-level router's ranking of the experts it has outcomes for, then the task map's chain for the rest."""
+    ranked, expected = query_router.rank(query, cost_weight, task)
     live = set(pool.names())
     usual = pool.task_map.route(task)
     chain = [e for e in ranked if e in live]
     chain += [e for e in [usual.expert, *usual.fallbacks] if e not in chain]
     candidates = [Candidate(expert=e, expected_score=expected.get(e), price=prices.get(e)) for e in ranked if e in live]
-    return Route(expert=chain[0], fallbacks=chain[1:], reason="query-level router (knn on recorded outcomes)"), candidates
+    return Route(expert=chain[0], fallbacks=chain[1:], reason=query_router.reason), candidates
 
 
 def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int = 1,

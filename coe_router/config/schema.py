@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 
 from coe_router.defaults import MAX_QUERY_CHARS, UNKNOWN_TASK
 from coe_router.routing.classifiers import compile_rule
+from coe_router.routing.mf_router import MatrixFactorizationParams
 from coe_router.routing.query_router import KnnRouterParams
 
 
@@ -225,21 +226,24 @@ TaskMapSpec = Annotated[
 
 
 class RouterSpec(_Strict):
-    """How the router picks experts: `task-map` (CoE-Ops: classify the task, take its best expert) or `knn`
+    """How the router picks experts: `task-map` (CoE-Ops: classify the task, take its best expert), `knn`
     (query-level: each expert's recorded outcomes on the query's nearest labelled questions, the router
-    `coe eval replay --router knn-router` evaluates). `outcomes` (correctness.csv, one column per expert) and
-    `questions` (questions.jsonl) are the memory; `knn` its settings (k, prior, cost_weight, ...)."""
+    `coe eval replay --router knn-router` evaluates) or `mf` (RouteLLM-style matrix factorisation trained on the
+    same memory at start, fed the classified task: `coe eval replay --router mf-router`). `outcomes`
+    (correctness.csv, one column per expert) and `questions` (questions.jsonl) are the memory; `knn` its settings
+    (k, prior, cost_weight, ...; `mf` uses its cost_weight too), `mf` the factorisation's."""
 
-    kind: Literal["task-map", "knn"] = "task-map"
+    kind: Literal["task-map", "knn", "mf"] = "task-map"
     outcomes: str | None = None
     questions: str | None = None
     knn: KnnRouterParams = KnnRouterParams()
+    mf: MatrixFactorizationParams = MatrixFactorizationParams()
     feedback: str | None = Field(None, description="journal of served feedback (long outcomes format, JSONL)")
 
     @model_validator(mode="after")
     def _memory(self) -> "RouterSpec":
-        if self.kind == "knn" and not (self.outcomes and self.questions):
-            raise ValueError("router.outcomes: kind 'knn' needs `outcomes` and `questions` (recorded outcomes)")
+        if self.kind in ("knn", "mf") and not (self.outcomes and self.questions):
+            raise ValueError(f"router.outcomes: kind {self.kind!r} needs `outcomes` and `questions` (recorded outcomes)")
         return self
 
 

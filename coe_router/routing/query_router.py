@@ -248,22 +248,35 @@ class KnnChoice(BaseModel):
 
 
 class LiveQueryRouter:
-    """The knn router in the live graph: the query's vector in, a ranked route and every candidate's expected
-    score and price out. Experts with no recorded outcomes follow the scored ones in the fallback chain."""
+    """The query-level router in the live graph: the query's vector in, a ranked route and every candidate's
+    expected score and price out. Experts with no recorded outcomes follow the scored ones in the fallback chain.
 
-    def __init__(self, knn: KnnRouter, encoder, prices: dict[str, float] | None = None):
-        self.knn, self.encoder = knn, encoder
+    The estimate is the knn router's neighbourhood vote, or a `scorer`'s (`router.kind: mf`: the matrix
+    factorisation trained on the same memory, fed the classified task); the memory, the tie order, the prices and
+    the cost weight are the knn router's either way, so both kinds rank and trade off cost alike."""
+
+    def __init__(self, knn: KnnRouter, encoder, prices: dict[str, float] | None = None, scorer=None):
+        self.knn, self.encoder, self.scorer = knn, encoder, scorer
         self.prices = prices or {}
 
     @property
     def experts(self) -> list[str]:
         return self.knn.models
 
-    def rank(self, query: str, cost_weight: float | None = None) -> tuple[list[str], dict[str, float]]:
+    @property
+    def reason(self) -> str:
+        return ("query-level router (matrix factorisation on recorded outcomes)" if self.scorer is not None
+                else "query-level router (knn on recorded outcomes)")
+
+    def rank(self, query: str, cost_weight: float | None = None,
+             task: str | None = None) -> tuple[list[str], dict[str, float]]:
         """Experts best first and each one's expected score (the same estimate replay evaluates)."""
         vector = np.asarray(self.encoder.encode([query]), dtype=np.float32)[0]
-        idx, sims = self.knn.neighbours(vector[None, :])
-        expected = self.knn.expected_scores(idx, sims)
+        if self.scorer is not None:
+            expected = self.scorer.expected_scores(vector[None, :], [task or ""])
+        else:
+            idx, sims = self.knn.neighbours(vector[None, :])
+            expected = self.knn.expected_scores(idx, sims)
         utility = self.knn.utilities(expected, cost_weight)
         best = int(argmax_with_ties(utility, self.knn.order)[0])
         place = {model: rank for rank, model in enumerate(self.knn.order.tolist())}

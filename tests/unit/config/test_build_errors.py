@@ -47,9 +47,10 @@ def test_an_unwritable_sqlite_path(tmp_path):
     one_line_naming(error.value, path, "persistence.path")
 
 
-def test_a_missing_knn_outcomes_file_names_the_outcomes_field(tmp_path):
+@pytest.mark.parametrize("kind", ["knn", "mf"])
+def test_a_missing_outcomes_file_names_the_outcomes_field(tmp_path, kind):
     (tmp_path / "train.jsonl").write_text('{"question_id": "1", "category": "math", "question": "2+2"}\n')
-    path = write_config(tmp_path, router={"kind": "knn", "outcomes": "missing.csv", "questions": "train.jsonl"})
+    path = write_config(tmp_path, router={"kind": kind, "outcomes": "missing.csv", "questions": "train.jsonl"})
     with pytest.raises(ConfigError) as error:
         build_graph(path, models=fakes(), encoder=BagOfWordsEncoder())
     one_line_naming(error.value, path, "router.outcomes")
