@@ -334,14 +334,30 @@ def _eval_curve(args: argparse.Namespace) -> int:
     print(f"{report.n} test questions; cost in {report.cost_unit}; weak {report.weak.model} "
           f"({report.weak.accuracy:.2f}%, {report.weak.cost:.4g}), strong {report.strong.model} "
           f"({report.strong.accuracy:.2f}%, {report.strong.cost:.4g})")
-    for curve in report.routers:
-        cpt = ", ".join(f"CPT({c.gap}%) {c.percent_of_strong:.1f}%" if c else "-" for c in curve.cpt)
-        print(f"{curve.router}: APGR {curve.apgr if curve.apgr is not None else '-'}  {cpt}")
-        for p in curve.points:
-            print(f"  lambda {p.cost_weight:<6g} {p.accuracy:6.2f}%  {p.cost:.4g}" + ("  pareto" if p.pareto else ""))
+    for curve in [*report.routers, report.mix_of_singles]:
+        print(f"{curve.router}: {_curve_summary(curve)}")
+        for p in curve.points if curve is not report.mix_of_singles else []:
+            print(f"  lambda {p.cost_weight:<6g} {p.accuracy:6.2f}%  {p.cost:.4g}  strong calls {100 * p.strong_share:.0f}%"
+                  + ("  pareto" if p.pareto else ""))
     for interval in report.intervals:
         print(f"{interval.a} - {interval.b}: {interval.text()}")
     return 0
+
+
+def _curve_summary(curve) -> str:
+    """`APGR 0.61 [0.52, 0.70]  CPT(50%) 23.1% [..]  calls(50%) 12.0% [..] ...`: each figure with its interval."""
+    def span(interval) -> str:
+        if not interval:
+            return ""
+        low, high = interval
+        return f" [{low:g}, {high:g}]" if high is not None else f" [{low:g}, not reached]"
+
+    parts = [f"APGR {curve.apgr}{span(curve.apgr_interval)}" if curve.apgr is not None else "APGR -"]
+    for g, c in enumerate(curve.cpt):
+        parts.append(f"CPT({c.gap}%) {c.percent_of_strong:.1f}%{span(curve.cpt_interval[g])}" if c else "CPT -")
+    for g, c in enumerate(curve.calls):
+        parts.append(f"calls({c.gap}%) {c.strong_share:.1f}%{span(curve.calls_interval[g])}" if c else "calls -")
+    return "  ".join(parts)
 
 
 def _add_knn_options(parser: argparse.ArgumentParser) -> None:

@@ -12,7 +12,14 @@ per query). The summary figures (defined in docs/EVALUATION.md):
   is the upper concave envelope of the router's points plus the weak model at (0, 0) (any two settings can be
   mixed query by query), held flat past its highest point;
 - CPT(x%): the least cost on that envelope recovering x% of the gap, as % of the strong model's cost;
-- the cheapest setting that reaches the best single's accuracy, and the most accurate one within its cost.
+- calls(x%): RouteLLM's call-share form of CPT, the least share of queries sent to the strong model on the
+  envelope of (strong-call share, PGR) that recovers x% of the gap;
+- the cheapest setting that reaches the best single's accuracy, and the most accurate one within its cost;
+- the "mix of single models" baseline: the same summary for the single models' own points (any two can be
+  mixed query by query at random). On a pool with a cheap strong model most of a router's APGR is the pool's;
+  the router's own contribution is its APGR above this baseline's;
+- bootstrap 95% intervals on APGR, CPT and calls: the test questions resampled with replacement, every point,
+  the weak and the strong model re-measured on each resample.
 """
 
 from __future__ import annotations
@@ -22,14 +29,15 @@ from collections.abc import Sequence
 import numpy as np
 from pydantic import BaseModel, Field
 
-from coe_router.evaluation.bootstrap import Interval, paired_bootstrap
+from coe_router.evaluation.bootstrap import BOOTSTRAP_SAMPLES, Interval, paired_bootstrap
 from coe_router.evaluation.leaderboard import rank_models
 from coe_router.evaluation.replay import ReplayBench, pick_shares
 from coe_router.evaluation.replay_routers import BestSingleRouter, TaskMapRouter
-from coe_router.routing.query_router import KnnRouter
+from coe_router.routing.query_router import KnnRouter, argmax_with_ties
 
 DEFAULT_WEIGHTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
-CURVE_ROUTERS = ("knn-router", "category", "two-stage")
+CURVE_ROUTERS = ("knn-router", "category", "two-stage", "mf-router")
+MIX_OF_SINGLES = "mix of single models"
 GAP_TARGETS = (50, 80)
 
 
@@ -39,6 +47,7 @@ class CurvePoint(BaseModel):
     accuracy: float = Field(description="mean score of the routed model, percent")
     cost: float = Field(description="mean cost per query of the routed model")
     picks: dict[str, float] = Field(default_factory=dict)
+    strong_share: float = Field(0.0, description="share of the queries sent to the strong model (best single)")
     pareto: bool = False
 
     @property
@@ -62,11 +71,24 @@ class CostTarget(BaseModel):
     fraction: float = Field(description="c = (cost - cost_weak) / (cost_strong - cost_weak)")
 
 
+class CallTarget(BaseModel):
+    """Where a router's (strong-call share, PGR) envelope first recovers `gap` percent of the gap."""
+
+    gap: int
+    strong_share: float = Field(description="share of queries sent to the strong model, percent")
+
+
 class RouterCurve(BaseModel):
     router: str
     points: list[CurvePoint]
     apgr: float | None = Field(None, description="None when the strong model is not both dearer and better than the weak one")
     cpt: list[CostTarget | None] = Field(default_factory=list, description="one per GAP_TARGETS entry")
+    calls: list[CallTarget | None] = Field(default_factory=list, description="one per GAP_TARGETS entry")
+    apgr_interval: list[float] | None = Field(None, description="bootstrap 95% interval [low, high]")
+    cpt_interval: list[list[float | None] | None] = Field(
+        default_factory=list, description="per GAP_TARGETS entry, [low, high] of percent_of_strong; high is None "
+                                          "when the target is not reached on more than 2.5% of the resamples")
+    calls_interval: list[list[float | None] | None] = Field(default_factory=list, description="the same for calls")
     matches_best_single: CurvePoint | None = Field(None, description="cheapest setting with accuracy >= best single's")
     at_best_single_cost: CurvePoint | None = Field(None, description="most accurate setting costing <= best single")
 
@@ -79,6 +101,7 @@ class CurveReport(BaseModel):
     weak: SingleModel
     strong: SingleModel
     routers: list[RouterCurve]
+    mix_of_singles: RouterCurve | None = Field(None, description="the single models' own envelope (baseline)")
     intervals: list[Interval]
 
     def router(self, name: str) -> RouterCurve:
@@ -154,6 +177,15 @@ def sweep(bench: ReplayBench, weights: Sequence[float], routers: Sequence[str] =
                             bench.knn_params.model_copy(update={"cost_weight": 0.0}), bench.prices)
             expected = knn.expected_scores(*knn.neighbours(bench.test_vectors))
             choices[router] = [knn.choose(expected, w) for w in weights]
+        elif router == "mf-router":
+            bench._need_vectors(router)
+            from coe_router.routing.mf_router import MatrixFactorizationRouter
+
+            mf = MatrixFactorizationRouter(bench.models, bench.train_vectors, bench.train.scores,
+                                           bench.train.categories.tolist(), bench.mf_params, bench.prices)
+            expected = mf.expected_scores(bench.test_vectors, bench.test.categories.tolist())
+            penalty = bench.price_array / bench.price_array.max()
+            choices[router] = [argmax_with_ties(expected - w * penalty, mf.order) for w in weights]
         elif router in ("category", "two-stage"):
             tasks = bench.test.categories if router == "category" else [d.task for d in bench.decisions]
             choices[router] = [_task_map_choices(bench, tasks, w) for w in weights]
@@ -162,24 +194,103 @@ def sweep(bench: ReplayBench, weights: Sequence[float], routers: Sequence[str] =
     return choices
 
 
+class _Span(BaseModel):
+    """The weak and strong models' accuracy and cost on one sample of the test questions."""
+
+    weak_accuracy: float
+    weak_cost: float
+    strong_accuracy: float
+    strong_cost: float
+
+    @property
+    def defined(self) -> bool:
+        return self.strong_cost > self.weak_cost and self.strong_accuracy > self.weak_accuracy
+
+
+def _gap_summary(accuracy: Sequence[float], cost: Sequence[float], share: Sequence[float], span: _Span
+                 ) -> tuple[float, list[float | None], list[float | None]]:
+    """APGR, CPT (percent of the strong model's cost) and calls (percent of strong calls) per GAP_TARGETS entry."""
+    pgr = [(a - span.weak_accuracy) / (span.strong_accuracy - span.weak_accuracy) for a in accuracy]
+    xs, ys = gap_envelope([(c - span.weak_cost) / (span.strong_cost - span.weak_cost) for c in cost], pgr)
+    cpt, calls = [], []
+    share_xs, share_ys = gap_envelope(share, pgr)
+    for gap in GAP_TARGETS:
+        c = fraction_for_gap(xs, ys, gap / 100)
+        cpt.append(None if c is None else 100 * (span.weak_cost + c * (span.strong_cost - span.weak_cost)) / span.strong_cost)
+        k = fraction_for_gap(share_xs, share_ys, gap / 100)
+        calls.append(None if k is None else 100 * k)
+    return apgr(xs, ys), cpt, calls
+
+
 def _summarise(name: str, points: list[CurvePoint], weak: SingleModel, strong: SingleModel) -> RouterCurve:
     curve = RouterCurve(router=name, points=points)
     reaching = [p for p in points if p.accuracy >= strong.accuracy]
     affordable = [p for p in points if p.cost <= strong.cost]
     curve.matches_best_single = min(reaching, key=lambda p: (p.cost, -p.accuracy), default=None)
     curve.at_best_single_cost = max(affordable, key=lambda p: (p.accuracy, -p.cost), default=None)
-    if strong.cost <= weak.cost or strong.accuracy <= weak.accuracy:
+    span = _Span(weak_accuracy=weak.accuracy, weak_cost=weak.cost, strong_accuracy=strong.accuracy,
+                 strong_cost=strong.cost)
+    if not span.defined:
         return curve
-    span_c, span_a = strong.cost - weak.cost, strong.accuracy - weak.accuracy
-    xs, ys = gap_envelope([(p.cost - weak.cost) / span_c for p in points],
-                          [(p.accuracy - weak.accuracy) / span_a for p in points])
-    curve.apgr = round(apgr(xs, ys), 4)
-    for gap in GAP_TARGETS:
-        c = fraction_for_gap(xs, ys, gap / 100)
-        cost = None if c is None else weak.cost + c * span_c
-        curve.cpt.append(None if c is None else CostTarget(gap=gap, cost=round(cost, 6), fraction=round(c, 4),
-                                                           percent_of_strong=round(100 * cost / strong.cost, 2)))
+    area, cpt, calls = _gap_summary([p.accuracy for p in points], [p.cost for p in points],
+                                    [p.strong_share for p in points], span)
+    curve.apgr = round(area, 4)
+    for gap, percent, share in zip(GAP_TARGETS, cpt, calls):
+        if percent is None:
+            curve.cpt.append(None)
+        else:
+            cost = percent * strong.cost / 100
+            curve.cpt.append(CostTarget(gap=gap, cost=round(cost, 6), percent_of_strong=round(percent, 2),
+                                        fraction=round((cost - weak.cost) / (strong.cost - weak.cost), 4)))
+        curve.calls.append(None if share is None else CallTarget(gap=gap, strong_share=round(share, 2)))
     return curve
+
+
+def _summary_intervals(curves: list[RouterCurve], scores: np.ndarray, costs: np.ndarray,
+                       choices: dict[str, list[np.ndarray]], weak: int, strong: int, samples: int,
+                       seed: int = 0) -> None:
+    """Bootstrap 95% intervals on each curve's APGR, CPT and calls (module doc), set on the curves in place."""
+    n = len(scores)
+    rows = np.arange(n)
+    chosen = [(curve, choices[curve.router]) for curve in curves]
+    achieved = np.array([scores[rows, c] for _, group in chosen for c in group] + [scores[:, weak], scores[:, strong]])
+    paid = np.array([costs[rows, c] for _, group in chosen for c in group] + [costs[:, weak], costs[:, strong]])
+    to_strong = np.array([(c == strong) for _, group in chosen for c in group], dtype=float)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1 / n), size=samples).T.astype(float) / n  # (n, samples)
+    accuracy, cost, share = achieved @ counts * 100, paid @ counts, to_strong @ counts
+    results = {curve.router: ([], [[] for _ in GAP_TARGETS], [[] for _ in GAP_TARGETS]) for curve, _ in chosen}
+    for b in range(samples):
+        span = _Span(weak_accuracy=accuracy[-2, b], weak_cost=cost[-2, b], strong_accuracy=accuracy[-1, b],
+                     strong_cost=cost[-1, b])
+        if not span.defined:
+            continue
+        start = 0
+        for curve, group in chosen:
+            block = slice(start, start + len(group))
+            start += len(group)
+            area, cpt, calls = _gap_summary(accuracy[block, b], cost[block, b], share[block, b], span)
+            results[curve.router][0].append(area)
+            for g in range(len(GAP_TARGETS)):
+                results[curve.router][1][g].append(cpt[g])
+                results[curve.router][2][g].append(calls[g])
+    for curve, _ in chosen:
+        areas, cpts, calls = results[curve.router]
+        if curve.apgr is None or not areas:
+            continue
+        curve.apgr_interval = [round(float(v), 4) for v in np.percentile(areas, [2.5, 97.5])]
+        curve.cpt_interval = [_reach_interval(values) for values in cpts]
+        curve.calls_interval = [_reach_interval(values) for values in calls]
+
+
+def _reach_interval(values: list[float | None]) -> list[float | None] | None:
+    """[low, high] of a target over the resamples, a missed target counting as beyond any cost; None where it is
+    missed on more than 97.5% of them, `high` None where it is missed on more than 2.5%."""
+    spread = np.array([np.inf if v is None else v for v in values])
+    low, high = np.percentile(spread, 2.5, method="lower"), np.percentile(spread, 97.5, method="higher")
+    if not np.isfinite(low):
+        return None
+    return [round(float(low), 2), round(float(high), 2) if np.isfinite(high) else None]
 
 
 def cost_curve(bench: ReplayBench, costs: np.ndarray, cost_unit: str, weights: Sequence[float] = DEFAULT_WEIGHTS,
@@ -196,7 +307,9 @@ def cost_curve(bench: ReplayBench, costs: np.ndarray, cost_unit: str, weights: S
     weak_index = min(range(len(singles)), key=lambda i: (bench.price_array[i], -train_means[i], i))
     all_choices = sweep(bench, weights, routers)
     points = {name: [CurvePoint(router=name, cost_weight=w, accuracy=accuracy(c), cost=mean_cost(c),
-                                picks=pick_shares(bench.models, c)) for w, c in zip(weights, choices)]
+                                picks=pick_shares(bench.models, c),
+                                strong_share=round(float((c == strong_index).mean()), 4))
+                     for w, c in zip(weights, choices)]
               for name, choices in all_choices.items()}
     flat = [p for group in points.values() for p in group]
     mask = pareto_mask([p.accuracy for p in flat + singles], [p.cost for p in flat + singles])
@@ -204,9 +317,16 @@ def cost_curve(bench: ReplayBench, costs: np.ndarray, cost_unit: str, weights: S
         item.pareto = bool(on)
     weak, strong = singles[weak_index], singles[strong_index]
     curves = [_summarise(name, group, weak, strong) for name, group in points.items()]
+    mix = _summarise(MIX_OF_SINGLES, [CurvePoint(router=MIX_OF_SINGLES, cost_weight=0.0, accuracy=single.accuracy,
+                                                 cost=single.cost, strong_share=float(i == strong_index),
+                                                 picks={single.model: 1.0})
+                                      for i, single in enumerate(singles)], weak, strong)
+    singles_choices = {MIX_OF_SINGLES: [np.full(test.n, i) for i in range(len(singles))]}
+    _summary_intervals([*curves, mix], test.scores, costs, {**all_choices, **singles_choices}, weak_index,
+                       strong_index, samples or BOOTSTRAP_SAMPLES)
     intervals = _intervals(test.scores, all_choices, curves, strong_index, samples)
     return CurveReport(n=test.n, cost_unit=cost_unit, weights=list(weights), singles=singles, weak=weak,
-                       strong=strong, routers=curves, intervals=intervals)
+                       strong=strong, routers=curves, mix_of_singles=mix, intervals=intervals)
 
 
 def _intervals(scores: np.ndarray, choices: dict[str, list[np.ndarray]], curves: list[RouterCurve], strong: int,

@@ -60,6 +60,24 @@ def test_cost_curve_on_the_synthetic_bench(bench):  # noqa: F811
     assert ("knn-router (lambda=0)", "best-single") in names and ("knn-router (lambda=0)", "category (lambda=0)") in names
 
 
+def test_call_share_the_mix_of_singles_baseline_and_bootstrap_intervals(bench):  # noqa: F811
+    """The singles' own envelope is the chord weak (0, 0) -> strong (1, 1): APGR 0.5, half the calls for 50% of the
+    gap. The knn-router sends the 6 algebra questions (6/15 = 40%) to the strong alg and recovers 10x the gap, so
+    its (strong-call share, PGR) envelope reaches 50% of the gap at 0.5 / 10 x 40% = 2% of the calls."""
+    report = cost_curve(bench, cost_matrix(bench.test, PRICES), PER_1M, weights=[0.0], samples=300)
+    mix = report.mix_of_singles
+    assert mix.router == "mix of single models" and mix.apgr == pytest.approx(0.5)
+    assert mix.calls[0].strong_share == pytest.approx(50.0) and mix.cpt[0].percent_of_strong == pytest.approx(55.0)
+    knn = report.router("knn-router")
+    assert knn.points[0].strong_share == pytest.approx(0.4) and knn.calls[0].strong_share == pytest.approx(2.0)
+    low, high = knn.apgr_interval
+    assert low <= knn.apgr <= high and low < high   # 15 questions: a resample can lose the gap's size
+    cpt_low, cpt_high = knn.cpt_interval[0]
+    assert cpt_low <= knn.cpt[0].percent_of_strong and (cpt_high is None or cpt_high >= knn.cpt[0].percent_of_strong)
+    again = cost_curve(bench, cost_matrix(bench.test, PRICES), PER_1M, weights=[0.0], samples=300)
+    assert again.router("knn-router").apgr_interval == knn.apgr_interval   # seeded
+
+
 def test_cost_weight_moves_the_task_map_to_cheaper_experts(bench):  # noqa: F811
     report = cost_curve(bench, cost_matrix(bench.test, PRICES), PER_1M, weights=[0.0, 10.0], samples=100)
     for curve in report.routers:
@@ -93,11 +111,12 @@ def test_cli_curve_json_and_plot(tmp_path, monkeypatch, capsys):
     assert main([*args, "--prices", str(tmp_path / "prices.json"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["strong"]["model"] == "alg" and report["cost_unit"] == PER_1M
-    assert [c["router"] for c in report["routers"]] == ["knn-router", "category", "two-stage"]
+    assert [c["router"] for c in report["routers"]] == ["knn-router", "category", "two-stage", "mf-router"]
+    assert report["mix_of_singles"]["apgr"] == pytest.approx(0.5) and report["routers"][3]["apgr_interval"]
     assert report["routers"][0]["points"][0]["accuracy"] == 100.0
     pytest.importorskip("matplotlib")
     assert main([*args, "--prices", str(tmp_path / "prices.json"), "--tokens-per-query", "1000,500",
                  "--out", str(tmp_path / "curve.png")]) == 0
     out = capsys.readouterr().out
-    assert "$ / query" in out and "APGR" in out
+    assert "$ / query" in out and "APGR" in out and "calls(50%)" in out and "mix of single models: APGR 0.5" in out
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
