@@ -312,6 +312,7 @@ def _replay_line(r: dict) -> str:
 
 
 def _eval_curve(args: argparse.Namespace) -> int:
+    """One curve per pool (`--pool`, repeatable, all on one fixed question set), or one for `--models`."""
     from coe_router.evaluation.curves import CURVE_ROUTERS, DEFAULT_WEIGHTS, cost_curve
     from coe_router.evaluation.prices import PER_QUERY, cost_matrix
 
@@ -320,28 +321,42 @@ def _eval_curve(args: argparse.Namespace) -> int:
     if any(w < 0 for w in weights):
         raise ValueError(f"cost weights must be >= 0, got {weights}")
     setup = _Setup(args, need_vectors=routers != ["category"] or args.k == "auto")
-    pool = setup.pools[""]
-    bench, unit, _ = setup.bench(args, pool)
-    costs = cost_matrix(bench.test, bench.prices)
-    if costs is None:
-        raise ValueError("coe eval curve needs --prices or per-query costs (costs.csv next to the outcomes)")
-    unit = unit if bench.test.costs is None else PER_QUERY
-    report = cost_curve(bench, costs, unit, weights, routers, samples=args.bootstrap)
-    done = _plot_then_json(args.out, ("plot_curve", report),
-                           f"Quality vs cost ({report.n} test questions, {len(pool)} models)", args.json, report)
-    if done is not None:
-        return done
-    print(f"{report.n} test questions; cost in {report.cost_unit}; weak {report.weak.model} "
-          f"({report.weak.accuracy:.2f}%, {report.weak.cost:.4g}), strong {report.strong.model} "
-          f"({report.strong.accuracy:.2f}%, {report.strong.cost:.4g})")
-    for curve in [*report.routers, report.mix_of_singles]:
-        print(f"{curve.router}: {_curve_summary(curve)}")
-        for p in curve.points if curve is not report.mix_of_singles else []:
-            print(f"  lambda {p.cost_weight:<6g} {p.accuracy:6.2f}%  {p.cost:.4g}  strong calls {100 * p.strong_share:.0f}%"
-                  + ("  pareto" if p.pareto else ""))
-    for interval in report.intervals:
-        print(f"{interval.a} - {interval.b}: {interval.text()}")
+    reports = {}
+    for name, pool in setup.pools.items():
+        bench, unit, _ = setup.bench(args, pool)
+        costs = cost_matrix(bench.test, bench.prices)
+        if costs is None:
+            raise ValueError("coe eval curve needs --prices or per-query costs (costs.csv next to the outcomes)")
+        unit = unit if bench.test.costs is None else PER_QUERY
+        reports[name] = cost_curve(bench, costs, unit, weights, routers, samples=args.bootstrap)
+    for name, report in reports.items():
+        if args.out:
+            out = args.out if len(reports) == 1 else args.out.with_name(f"{args.out.stem}-{_slug(name)}{args.out.suffix}")
+            title = f"Quality vs cost ({report.n} test questions, {len(setup.pools[name])} models{f', {name}' if name else ''})"
+            if not _plot("plot_curve", report, out, title=title):
+                return 2
+    if args.json:
+        print_json({"pools": {n: r.model_dump() for n, r in reports.items()}} if args.pool else
+                   reports[""].model_dump())
+        return 0
+    for name, report in reports.items():
+        if name:
+            print(f"pool {name}: {len(setup.pools[name])} models")
+        print(f"{report.n} test questions; cost in {report.cost_unit}; weak {report.weak.model} "
+              f"({report.weak.accuracy:.2f}%, {report.weak.cost:.4g}), strong {report.strong.model} "
+              f"({report.strong.accuracy:.2f}%, {report.strong.cost:.4g})")
+        for curve in [*report.routers, report.mix_of_singles]:
+            print(f"{curve.router}: {_curve_summary(curve)}")
+            for p in curve.points if curve is not report.mix_of_singles else []:
+                print(f"  lambda {p.cost_weight:<6g} {p.accuracy:6.2f}%  {p.cost:.4g}  strong calls "
+                      f"{100 * p.strong_share:.0f}%" + ("  pareto" if p.pareto else ""))
+        for interval in report.intervals:
+            print(f"{interval.a} - {interval.b}: {interval.text()}")
     return 0
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-").lower() or "pool"
 
 
 def _curve_summary(curve) -> str:
@@ -461,7 +476,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     curve = steps.add_parser("curve", help="quality/cost curves: sweep the cost weight, Pareto points, APGR, CPT")
     _add_split_inputs(curve)
-    curve.add_argument("--router", help="knn-router, category, two-stage; comma-separated (default all three)")
+    curve.add_argument("--router", help="knn-router, category, two-stage, mf-router; comma-separated (default all)")
+    curve.add_argument("--pool", action="append", metavar="NAME=M1,M2|*",
+                       help="a named model pool (repeatable): one curve per pool, all on one fixed question set; "
+                            "--out FILE.png then writes FILE-<pool>.png per pool")
     curve.add_argument("--weights", help="comma-separated cost weights lambda (default 0,0.01,...,1)")
     curve.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples per interval")
     curve.add_argument("--out", type=Path, help="write the curve plot (PNG, needs matplotlib)")

@@ -120,3 +120,11 @@ def test_cli_curve_json_and_plot(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "$ / query" in out and "APGR" in out and "calls(50%)" in out and "mix of single models: APGR 0.5" in out
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    pools = ["--pool", "all=*", "--pool", "no alg=geo,hist", "--prices", str(tmp_path / "prices.json")]
+    assert main([*args, *pools, "--json"]) == 0
+    by_pool = json.loads(capsys.readouterr().out)["pools"]
+    assert list(by_pool) == ["all", "no alg"] and by_pool["all"]["n"] == by_pool["no alg"]["n"]
+    assert by_pool["all"]["strong"]["model"] == "alg" and by_pool["no alg"]["strong"]["model"] != "alg"
+    assert main([*args, *pools, "--out", str(tmp_path / "pools.png")]) == 0
+    assert "pool no alg: 2 models" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.glob("pools-*.png")) == ["pools-all.png", "pools-no-alg.png"]
