@@ -355,6 +355,40 @@ def _eval_curve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _eval_calibrate(args: argparse.Namespace) -> int:
+    """The knn-router's cost weight for a target share of strong-model calls, calibrated on train, checked on test."""
+    import numpy as np
+
+    from coe_router.evaluation.calibration import calibrate_cost_weight, held_out_estimates, strong_share
+    from coe_router.evaluation.replay_routers import BestSingleRouter
+    from coe_router.routing.query_router import KnnRouter
+
+    setup = _Setup(args, need_vectors=True)
+    bench, _, _ = setup.bench(args, setup.pools[""])
+    if bench.prices is None:
+        raise ValueError("coe eval calibrate needs --prices (or per-query costs): a cost weight trades score for price")
+    knn = KnnRouter(bench.models, bench.train_vectors, bench.train.scores, bench.train.categories.tolist(),
+                    bench.knn_params.model_copy(update={"cost_weight": 0.0}), bench.prices)
+    strong = BestSingleRouter.fit(bench.models, bench.train.scores, bench.prices).choice
+    calibration = calibrate_cost_weight(knn, held_out_estimates(knn), strong, args.strong_share)
+    test_expected = knn.expected_scores(*knn.neighbours(bench.test_vectors))
+    choice = knn.choose(test_expected, calibration.cost_weight)
+    result = {**calibration.model_dump(), "test_share": round(strong_share(test_expected, knn, strong,
+                                                                           calibration.cost_weight), 4),
+              "test_accuracy": round(float(bench.test.scores[np.arange(bench.test.n), choice].mean() * 100), 2)}
+    if args.write_config:
+        _write_router_settings(args.write_config, bench.knn_params.model_copy(
+            update={"cost_weight": calibration.cost_weight}))
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"cost_weight {calibration.cost_weight:g}: {100 * calibration.train_share:.1f}% of the training queries to "
+          f"{calibration.strong_model} (target {100 * args.strong_share:.1f}%, {100 * calibration.share_at_zero:.1f}% "
+          f"at cost weight 0); on test {100 * result['test_share']:.1f}% of the queries, accuracy "
+          f"{result['test_accuracy']:.2f}%")
+    return 0
+
+
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name).strip("-").lower() or "pool"
 
@@ -473,6 +507,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="write each test question's pick per router as CSV (pool, question_id, category, "
                              "router, model, score)")
     replay.set_defaults(run=_eval_replay)
+
+    calibrate = steps.add_parser("calibrate", help="the knn-router's cost weight that sends a chosen share of the "
+                                                   "queries to the strong model (calibrated on train)")
+    _add_split_inputs(calibrate)
+    calibrate.add_argument("--strong-share", type=float, required=True, metavar="FRACTION",
+                           help="share of the queries (0-1) the best single model should get, e.g. 0.3")
+    calibrate.add_argument("--write-config", metavar="FILE",
+                           help="write the knn-router settings with the calibrated cost_weight as `router.knn` (YAML)")
+    calibrate.set_defaults(run=_eval_calibrate)
 
     curve = steps.add_parser("curve", help="quality/cost curves: sweep the cost weight, Pareto points, APGR, CPT")
     _add_split_inputs(curve)

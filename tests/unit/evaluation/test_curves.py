@@ -128,3 +128,25 @@ def test_cli_curve_json_and_plot(tmp_path, monkeypatch, capsys):
     assert main([*args, *pools, "--out", str(tmp_path / "pools.png")]) == 0
     assert "pool no alg: 2 models" in capsys.readouterr().out
     assert sorted(p.name for p in tmp_path.glob("pools-*.png")) == ["pools-all.png", "pools-no-alg.png"]
+
+
+def test_cli_calibrate_finds_the_cost_weight_for_a_strong_call_share(tmp_path, monkeypatch, capsys):
+    """On train the knn-router sends the 12 algebra questions of 30 (40%) to the strong alg at cost weight 0;
+    asking for 10% needs a positive weight, asking for 50% needs none."""
+    import yaml
+
+    monkeypatch.setattr(cli_eval, "get_encoder", BagOfWordsEncoder)
+    p = write_split(tmp_path)
+    args = ["eval", "calibrate", "--train-questions", p["train_questions"], "--train-outcomes", p["train_outcomes"],
+            "--test-questions", p["test_questions"], "--test-outcomes", p["test_outcomes"], "--knn-k", "3",
+            "--prior", "none", "--cache-dir", "-", "--prices", str(tmp_path / "prices.json"), "--json"]
+    assert main([*args, "--strong-share", "0.1", "--write-config", str(tmp_path / "knn.yaml")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["strong_model"] == "alg" and result["share_at_zero"] == pytest.approx(0.4)
+    assert result["cost_weight"] > 0 and result["train_share"] <= 0.1 and result["test_share"] <= 0.2
+    written = yaml.safe_load((tmp_path / "knn.yaml").read_text())
+    assert written["router"]["knn"]["cost_weight"] == result["cost_weight"]
+    assert main([*args, "--strong-share", "0.5"]) == 0
+    assert json.loads(capsys.readouterr().out)["cost_weight"] == 0.0
+    assert main([*args, "--strong-share", "1.5"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
