@@ -8,10 +8,11 @@ from pathlib import Path
 
 def served_from_config(config, encoder=None, progress: bool = True):
     """An async context manager that builds the service's graphs on the server's event loop: the config's own
-    graph and, with a planner configured, the planning graph (`coe-plan`), sharing models, store and checkpointer."""
+    graph and, with a planner configured, the planning graph (`coe-plan`), sharing models, store, checkpointer and
+    the one live expert pool the service owns (the admin API edits it, and every graph routes over it)."""
     import contextlib
 
-    from coe_router.builder import build_graph, needs_examples, open_example_store
+    from coe_router.builder import build_graph, expert_pool, needs_examples, open_example_store
     from coe_router.models.factory import build_models, used_models
     from coe_router.persistence import open_async_checkpointer
     from coe_router.routing.feedback import FeedbackRecorder
@@ -27,14 +28,15 @@ def served_from_config(config, encoder=None, progress: bool = True):
         names = used_models(config) | (used_models(plan_config) if plan_config else set())
         models = build_models(config, names)
         store = open_example_store(config, encoder, progress=progress) if needs_examples(config) else None
+        pool = expert_pool(config, models)
         async with open_async_checkpointer(config) as checkpointer:
-            parts = {"models": models, "store": store, "encoder": encoder, "checkpointer": checkpointer}
+            parts = {"models": models, "store": store, "encoder": encoder, "checkpointer": checkpointer, "pool": pool}
             graph = build_graph(config, **parts)
             plan = graph if config.mode == "plan" else build_graph(plan_config, **parts) if plan_config else None
             journal = config.resolve_path(config.router.feedback) if config.router.feedback else None
             yield Served(graph=graph, plan_graph=plan, prices=expert_prices(config),
                          feedback=FeedbackRecorder(graph, journal), call_prices=call_prices(config), config=config,
-                         build_model=lambda cfg, name: build_models(cfg, {name})[name])
+                         build_model=lambda cfg, name: build_models(cfg, {name})[name], pool=pool)
 
     return served
 
