@@ -281,24 +281,41 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         served = app.state.served
         if served.config is None:
             raise ProtocolError(404, "this service was built without a config: the admin API needs one", "not_found")
-        return ExpertAdmin(served.pool, served.config, served.build_model)
+        return ExpertAdmin(served.pool, served.config, served.build_model, served.admin_edits)
+
+    async def edited(edit, *args):
+        """An admin edit, off the event loop (it may build a model, and on replicas it writes to PostgreSQL). A
+        database that cannot take it is a 503: the edit was applied on no replica, not on this one alone."""
+        try:
+            return await asyncio.to_thread(edit, *args)
+        except Exception as exc:
+            if not is_persistence_outage(exc):
+                raise
+            log.error("an admin edit could not reach the shared database: %s", redact(f"{type(exc).__name__}: {exc}"))
+            return error_response(503, "the database that shares admin edits between replicas is unavailable "
+                                       f"({type(exc).__name__}): the edit was applied on no replica; retry shortly",
+                                  "persistence_unavailable", headers={"retry-after": str(PERSISTENCE_RETRY_AFTER_S)})
 
     @app.get("/admin/experts")
     async def admin_experts():
-        return {"experts": expert_rows(app.state.served.pool)}
+        served = app.state.served
+        edits = served.admin_edits
+        return {"experts": expert_rows(served.pool), "edit_version": edits.version if edits is not None else None}
 
     @app.post("/admin/experts")
     async def admin_add_expert(body: NewExpert):
-        return await asyncio.to_thread(admin().add, body)
+        return await edited(admin().add, body)
 
     @app.delete("/admin/experts/{name}")
     async def admin_remove_expert(name: str, write_config: bool = False):
-        await asyncio.to_thread(admin().remove, name, write_config)
+        refused = await edited(admin().remove, name, write_config)
+        if isinstance(refused, Response):
+            return refused
         return {"removed": name, "experts": app.state.served.experts}
 
     @app.put("/admin/task-map/{task}")
     async def admin_remap(task: str, body: Remap):
-        return admin().remap(task, body)
+        return await edited(admin().remap, task, body)
 
     @app.post("/v1/feedback")
     async def feedback(body: Annotated[Any, Body()]):

@@ -34,6 +34,7 @@ class Served:
     config: Any = None  # the RouterConfig served (the admin API validates edits against it)
     build_model: Any = None  # (config, model name) -> chat model, for an expert added on a model not yet built
     pool: Any = None  # the live ExpertPool every graph here routes over (the admin API edits it); graph.pool if None
+    admin_edits: Any = None  # SharedEdits (serve/admin_edits.py): admin edits shared with the other replicas
 
     def __post_init__(self) -> None:
         if self.pool is None:
