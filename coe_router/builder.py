@@ -119,17 +119,19 @@ def build_graph(
     classifier: TaskClassifier | None = None,
     checkpointer=None,
     progress: bool = False,
+    pool: ExpertPool | None = None,
 ):
     """Compile the router for a config (a RouterConfig, a YAML path, or None for the embedded local default).
 
     Anything not injected is built from the config: chat models (llama.cpp or OpenAI-compatible), the MiniLM
-    encoder (or pass any LangChain `Embeddings` as `encoder`), the Chroma example store (indexed on first use)
-    and the classifier.
+    encoder (or pass any LangChain `Embeddings` as `encoder`), the Chroma example store (indexed on first use),
+    the classifier and the live expert pool (`expert_pool`). A service passes the `pool` it owns, so every graph
+    it builds routes over the one pool its admin API edits; the compiled graph keeps it as `graph.pool`.
     """
     if not isinstance(config, RouterConfig):
         config = load_config(config)
     try:
-        return _assemble(config, models, store, encoder, classifier, checkpointer, progress)
+        return _assemble(config, models, store, encoder, classifier, checkpointer, progress, pool)
     except ConfigError as exc:
         source = str(config.source) if config.source else ""
         raise (type(exc)(f"{source}: {exc}") if source and not str(exc).startswith(source) else exc) from None
@@ -142,7 +144,15 @@ def attempt_policies(config: RouterConfig) -> dict[str, AttemptPolicy]:
             for name, spec in config.models.items()}
 
 
-def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpointer, progress: bool):
+def expert_pool(config: RouterConfig, models: dict[str, BaseChatModel]) -> ExpertPool:
+    """The live pool of the config's experts on `models`, with each model's attempt policy and circuit breaker."""
+    return ExpertPool(config.experts, models, task_map_from_config(config), policies=attempt_policies(config),
+                      breakers=Breakers({name: BreakerSettings(spec.allowed_fails, spec.cooldown_s)
+                                         for name, spec in config.models.items()}))
+
+
+def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpointer, progress: bool,
+              pool: ExpertPool | None = None):
     """build_graph's work; every part not given is built from the config."""
     encoder_loading = None
     if (store is None and needs_examples(config)) or config.router.kind in ("knn", "mf"):
@@ -168,9 +178,7 @@ def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpoi
             threshold=spec.threshold, use_examples=spec.use_examples, min_confidence=spec.min_confidence,
             rules=spec.rules,
         )
-    pool = ExpertPool(config.experts, models, task_map_from_config(config), policies=attempt_policies(config),
-                      breakers=Breakers({name: BreakerSettings(spec.allowed_fails, spec.cooldown_s)
-                                         for name, spec in config.models.items()}))
+    pool = expert_pool(config, models) if pool is None else pool
     synthesizer_name = config.planner.synthesizer_model or config.planner.model
     synthesizer = models.get(synthesizer_name) if synthesizer_name else None
     checkpointer = checkpointer_from_config(config) if checkpointer is None else with_router_serde(checkpointer)

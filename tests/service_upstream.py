@@ -27,7 +27,8 @@ can be overridden for every model at once with `Upstream.force`:
         upstream.last("answer").body["messages"]
 
 Also here, for the service tests and benchmarks: `CoeServe`, a real `coe serve` process on a config, and
-`llama_server`, llama.cpp's OpenAI-compatible server on SmolLM2. Every port is a free one in 27000-28999.
+`llama_server`, llama.cpp's OpenAI-compatible server on SmolLM2. Every port is a free one in 27000-28999, or in
+the range `$COE_TEST_PORTS` names (`LOW-HIGH`, both included), so test runs side by side on one machine keep apart.
 """
 
 from __future__ import annotations
@@ -43,8 +44,14 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
-PORTS = range(27000, 29000)
-_NEXT_PORT = [27000 + (os.getpid() * 37) % 1500]
+
+def _port_range() -> range:
+    low, _, high = os.environ.get("COE_TEST_PORTS", "27000-28999").partition("-")
+    return range(int(low), int(high) + 1)
+
+
+PORTS = _port_range()
+_NEXT_PORT = [PORTS.start + (os.getpid() * 37) % min(1500, len(PORTS))]
 _PORT_LOCK = threading.Lock()
 
 PARTIAL_TEXT = "PARTIAL FLAKY TEXT that never ends"
@@ -54,7 +61,7 @@ DEFAULT_JSON = {"name": "Ada Lovelace", "age": 36}
 
 
 def free_port() -> int:
-    """A free TCP port in 27000-28999 (the range these tests may use), different on each call."""
+    """A free TCP port in 27000-28999 ($COE_TEST_PORTS: the range these tests may use), different on each call."""
     with _PORT_LOCK:
         for _ in range(len(PORTS)):
             port = _NEXT_PORT[0]
@@ -65,7 +72,7 @@ def free_port() -> int:
                 except OSError:
                     continue
                 return port
-    raise RuntimeError("no free port in 27000-28999")
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 @dataclass

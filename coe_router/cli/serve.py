@@ -8,16 +8,23 @@ from pathlib import Path
 
 def served_from_config(config, encoder=None, progress: bool = True):
     """An async context manager that builds the service's graphs on the server's event loop: the config's own
-    graph and, with a planner configured, the planning graph (`coe-plan`), sharing models, store and checkpointer."""
+    graph and, with a planner configured, the planning graph (`coe-plan`), sharing models, store, checkpointer and
+    the one live expert pool the service owns (the admin API edits it). On PostgreSQL, admin edits are shared with
+    the other replicas on that database (serve/admin_edits.py): the earlier ones applied before the first request,
+    later ones as they come."""
     import contextlib
 
-    from coe_router.builder import build_graph, needs_examples, open_example_store
+    from coe_router.builder import build_graph, expert_pool, needs_examples, open_example_store
     from coe_router.models.factory import build_models, used_models
     from coe_router.persistence import open_async_checkpointer
     from coe_router.routing.feedback import FeedbackRecorder
     from coe_router.routing.task_map import expert_prices
+    from coe_router.serve.admin import ExpertAdmin
     from coe_router.serve.menu import Served
     from coe_router.serve.costs import call_prices
+
+    def build_model(cfg, name):
+        return build_models(cfg, {name})[name]
 
     @contextlib.asynccontextmanager
     async def served():
@@ -27,16 +34,30 @@ def served_from_config(config, encoder=None, progress: bool = True):
         names = used_models(config) | (used_models(plan_config) if plan_config else set())
         models = build_models(config, names)
         store = open_example_store(config, encoder, progress=progress) if needs_examples(config) else None
-        async with open_async_checkpointer(config) as checkpointer:
-            parts = {"models": models, "store": store, "encoder": encoder, "checkpointer": checkpointer}
+        pool = expert_pool(config, models)
+        async with open_async_checkpointer(config) as checkpointer, \
+                _shared_edits(config, ExpertAdmin(pool, config, build_model).replay) as edits:
+            parts = {"models": models, "store": store, "encoder": encoder, "checkpointer": checkpointer, "pool": pool}
             graph = build_graph(config, **parts)
             plan = graph if config.mode == "plan" else build_graph(plan_config, **parts) if plan_config else None
             journal = config.resolve_path(config.router.feedback) if config.router.feedback else None
             yield Served(graph=graph, plan_graph=plan, prices=expert_prices(config),
                          feedback=FeedbackRecorder(graph, journal), call_prices=call_prices(config), config=config,
-                         build_model=lambda cfg, name: build_models(cfg, {name})[name])
+                         build_model=build_model, pool=pool, admin_edits=edits)
 
     return served
+
+
+def _shared_edits(config, replay):
+    """Admin edits shared through the service's PostgreSQL when it has one, else none (each process its own)."""
+    import contextlib
+
+    from coe_router.persistence import postgres_dsn
+    from coe_router.serve.admin_edits import open_shared_edits
+
+    if config.persistence.checkpointer != "postgres":
+        return contextlib.nullcontext()
+    return open_shared_edits(postgres_dsn(config), replay)
 
 
 def _limiter(config):

@@ -11,6 +11,10 @@ the tasks the config's tasks), applies to the next request without a restart (th
 under a lock, routing/pool.py), shows in /v1/models as `coe/<name>`, and with `write_config` is written to the
 config file by the CLI's atomic editor, so a restart keeps it. The admin API has its own token: off when
 $COE_ADMIN_TOKEN is unset (404), 401 without it; the API token does not open it.
+
+Replicas on one PostgreSQL (`persistence.checkpointer: postgres`) share their edits (serve/admin_edits.py): an edit
+made on one is in the database before the call answers, and every other replica applies it within about a second,
+or at its start; when the database cannot take the edit the call is a 503 and no replica applies it.
 """
 
 from __future__ import annotations
@@ -64,10 +68,15 @@ def expert_rows(pool) -> list[dict]:
 
 class ExpertAdmin:
     """The edits behind the admin routes, on the service's live pool and (optionally) its config file.
-    `build_model(config, name)` makes a configured model that no expert used at start."""
+    `build_model(config, name)` makes a configured model that no expert used at start.
 
-    def __init__(self, pool, config: RouterConfig, build_model):
-        self.pool, self.config, self.build_model = pool, config, build_model
+    Each edit is validated, then applied. With `shared` (serve/admin_edits.py: replicas on one PostgreSQL) it is
+    also written to the shared log in between, so the other replicas replay it; the validation then runs under the
+    log's lock, against the pool as every earlier edit left it. `replay` applies a logged edit here through the
+    same validation."""
+
+    def __init__(self, pool, config: RouterConfig, build_model, shared=None):
+        self.pool, self.config, self.build_model, self.shared = pool, config, build_model, shared
 
     def add(self, body: NewExpert) -> dict:
         config = self.config
@@ -78,40 +87,77 @@ class ExpertAdmin:
         if unknown:
             raise ProtocolError(400, f"unknown task(s) {unknown} (tasks: {', '.join(config.tasks)})",
                                 "invalid_expert", "tasks")
-        if body.name in self.pool.names() and not body.replace:
-            raise ProtocolError(409, f"expert {body.name!r} already exists (send \"replace\": true to update it)",
-                                "expert_exists", "name")
         spec = ExpertSpec(model=body.model, description=body.description, style=body.style,
                           system_prompt=body.system_prompt)
-        model = self._model(body.model)
-        if body.write_config:
-            self._write(lambda path: (remove_expert(path, body.name) if body.name in load_config(path).experts
-                                      else None, add_expert(path, body.name, body.model, body.tasks, body.rank,
-                                                            body.description, body.style)))
-        self.pool.add(body.name, spec, model, body.tasks, body.rank, replace=body.replace)
-        return next(row for row in expert_rows(self.pool) if row["expert"] == body.name)
+        built = []
+
+        def prepare() -> None:
+            if body.name in self.pool.names() and not body.replace:
+                raise ProtocolError(409, f"expert {body.name!r} already exists (send \"replace\": true to update "
+                                         "it)", "expert_exists", "name")
+            built.append(self._model(body.model))  # before the edit is logged: a model that fails to build stops it
+            if body.write_config:
+                self._write(lambda path: (remove_expert(path, body.name) if body.name in load_config(path).experts
+                                          else None, add_expert(path, body.name, body.model, body.tasks, body.rank,
+                                                                body.description, body.style)))
+
+        def apply() -> dict:
+            self.pool.add(body.name, spec, built[-1], body.tasks, body.rank, replace=True)
+            return next(row for row in expert_rows(self.pool) if row["expert"] == body.name)
+
+        return self._edit({"op": "add", "expert": body.model_dump(exclude={"replace", "write_config"})},
+                          prepare, apply)
 
     def remove(self, name: str, write_config: bool = False) -> None:
-        if name not in self.pool.names():
-            raise ProtocolError(404, f"no expert {name!r} (experts: {', '.join(self.pool.names())})",
-                                "expert_not_found", "name")
-        if len(self.pool.names()) == 1:
-            raise ProtocolError(409, f"{name!r} is the last expert; a router needs at least one", "last_expert")
-        if write_config:
-            self._write(lambda path: remove_expert(path, name) if name in load_config(path).experts else None)
-        self.pool.remove(name)
+        def prepare() -> None:
+            if name not in self.pool.names():
+                raise ProtocolError(404, f"no expert {name!r} (experts: {', '.join(self.pool.names())})",
+                                    "expert_not_found", "name")
+            if len(self.pool.names()) == 1:
+                raise ProtocolError(409, f"{name!r} is the last expert; a router needs at least one", "last_expert")
+            if write_config:
+                self._write(lambda path: remove_expert(path, name) if name in load_config(path).experts else None)
+
+        self._edit({"op": "remove", "name": name}, prepare, lambda: self.pool.remove(name))
 
     def remap(self, task: str, body: Remap) -> dict:
         if task not in self.config.tasks:
             raise ProtocolError(404, f"no task {task!r} (tasks: {', '.join(self.config.tasks)})", "task_not_found")
-        missing = [e for e in body.experts if e not in self.pool.names()]
-        if missing:
-            raise ProtocolError(400, f"unknown expert(s) {missing}", "invalid_task_map", "experts")
-        if body.write_config:
-            raise ProtocolError(400, "write_config is not supported for a task-map remap: edit task_map in the "
-                                     "config file", "invalid_task_map", "write_config")
-        self.pool.remap(task, body.experts)
-        return {"task": task, "experts": list(self.pool.task_map.ranking.get(task, []))}
+
+        def prepare() -> None:
+            missing = [e for e in body.experts if e not in self.pool.names()]
+            if missing:
+                raise ProtocolError(400, f"unknown expert(s) {missing}", "invalid_task_map", "experts")
+            if body.write_config:
+                raise ProtocolError(400, "write_config is not supported for a task-map remap: edit task_map in the "
+                                         "config file", "invalid_task_map", "write_config")
+
+        def apply() -> dict:
+            self.pool.remap(task, body.experts)
+            return {"task": task, "experts": list(self.pool.task_map.ranking.get(task, []))}
+
+        return self._edit({"op": "remap", "task": task, "experts": list(body.experts)}, prepare, apply)
+
+    def replay(self, edit: dict) -> None:
+        """Apply an edit another replica logged (serve/admin_edits.py), validated as the route validates it, the
+        config file left alone. Idempotent: an add replaces an expert of that name, a remove of an expert that is
+        not here does nothing. Raises ProtocolError (or ValidationError) when the edit does not fit this pool."""
+        op = edit.get("op")
+        if op == "add":
+            self.add(NewExpert(**{**edit["expert"], "replace": True}))
+        elif op == "remove":
+            if edit["name"] in self.pool.names():
+                self.remove(edit["name"])
+        elif op == "remap":
+            self.remap(edit["task"], Remap(experts=edit["experts"]))
+        else:
+            raise ValueError(f"unknown admin edit {op!r}")
+
+    def _edit(self, edit: dict, prepare, apply):
+        if self.shared is None:
+            prepare()
+            return apply()
+        return self.shared.commit(edit, prepare, apply)
 
     def _model(self, name: str):
         for expert in self.pool.names():

@@ -174,7 +174,7 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
     token = os.environ.get(token_env) if token_env else None
     admin_token = os.environ.get(admin_token_env) if admin_token_env else None
     factory = _as_factory(served)
-    metrics = ServiceMetrics(lambda: app.state.served.graph.pool.breakers.snapshot())
+    metrics = ServiceMetrics(lambda: app.state.served.pool.breakers.snapshot())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -262,7 +262,7 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
     async def expert_health():
         """Each model's circuit breaker: closed, open (with the seconds until its probe and the last error) or
         half_open. Behind the API token, unlike /healthz: it names models and upstream errors."""
-        return {"status": "ok", "breakers": app.state.served.graph.pool.breakers.snapshot()}
+        return {"status": "ok", "breakers": app.state.served.pool.breakers.snapshot()}
 
     @app.post("/v1/chat/completions")
     async def chat(request: ChatRequest, http: Request):
@@ -281,24 +281,41 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         served = app.state.served
         if served.config is None:
             raise ProtocolError(404, "this service was built without a config: the admin API needs one", "not_found")
-        return ExpertAdmin(served.graph.pool, served.config, served.build_model)
+        return ExpertAdmin(served.pool, served.config, served.build_model, served.admin_edits)
+
+    async def edited(edit, *args):
+        """An admin edit, off the event loop (it may build a model, and on replicas it writes to PostgreSQL). A
+        database that cannot take it is a 503: the edit was applied on no replica, not on this one alone."""
+        try:
+            return await asyncio.to_thread(edit, *args)
+        except Exception as exc:
+            if not is_persistence_outage(exc):
+                raise
+            log.error("an admin edit could not reach the shared database: %s", redact(f"{type(exc).__name__}: {exc}"))
+            return error_response(503, "the database that shares admin edits between replicas is unavailable "
+                                       f"({type(exc).__name__}): the edit was applied on no replica; retry shortly",
+                                  "persistence_unavailable", headers={"retry-after": str(PERSISTENCE_RETRY_AFTER_S)})
 
     @app.get("/admin/experts")
     async def admin_experts():
-        return {"experts": expert_rows(app.state.served.graph.pool)}
+        served = app.state.served
+        edits = served.admin_edits
+        return {"experts": expert_rows(served.pool), "edit_version": edits.version if edits is not None else None}
 
     @app.post("/admin/experts")
     async def admin_add_expert(body: NewExpert):
-        return await asyncio.to_thread(admin().add, body)
+        return await edited(admin().add, body)
 
     @app.delete("/admin/experts/{name}")
     async def admin_remove_expert(name: str, write_config: bool = False):
-        await asyncio.to_thread(admin().remove, name, write_config)
+        refused = await edited(admin().remove, name, write_config)
+        if isinstance(refused, Response):
+            return refused
         return {"removed": name, "experts": app.state.served.experts}
 
     @app.put("/admin/task-map/{task}")
     async def admin_remap(task: str, body: Remap):
-        return admin().remap(task, body)
+        return await edited(admin().remap, task, body)
 
     @app.post("/v1/feedback")
     async def feedback(body: Annotated[Any, Body()]):
@@ -328,7 +345,7 @@ def ask_stream_usage(served: Served) -> None:
     """Ask OpenAI-compatible experts for usage in streams too (`stream_options.include_usage`), so a streamed
     answer reports what the server counted; servers that ignore it are estimated (streaming.RequestWatch)."""
     for name in served.experts:
-        _, model = served.graph.pool.expert(name)
+        _, model = served.pool.expert(name)
         if "stream_usage" in getattr(type(model), "model_fields", {}) and model.stream_usage is not True:
             with contextlib.suppress(AttributeError, TypeError, ValueError):
                 model.stream_usage = True
@@ -529,7 +546,7 @@ async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float
     paused = any(task.interrupts for task in state.tasks)
     if not paused and not state.next:
         raise ProtocolError(409, f"thread {thread_id!r} is not waiting for review", "not_paused")
-    if paused and (problem := review_error(graph.pool.task_map, answer)) is not None:
+    if paused and (problem := review_error(served.pool.task_map, answer)) is not None:
         raise ProtocolError(400, problem, "invalid_review")
     translator = Translator(thread_id, new_completion_id(), "coe", [])
     events = GraphEvents(graph, Command(resume=answer) if paused else None, config, None,

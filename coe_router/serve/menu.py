@@ -33,8 +33,12 @@ class Served:
     call_prices: dict[str, Any] = field(default_factory=dict)  # caller -> TokenPrice, for the cost per answer
     config: Any = None  # the RouterConfig served (the admin API validates edits against it)
     build_model: Any = None  # (config, model name) -> chat model, for an expert added on a model not yet built
+    pool: Any = None  # the live ExpertPool every graph here routes over (the admin API edits it); graph.pool if None
+    admin_edits: Any = None  # SharedEdits (serve/admin_edits.py): admin edits shared with the other replicas
 
     def __post_init__(self) -> None:
+        if self.pool is None:
+            self.pool = self.graph.pool
         if self.feedback is None:
             from coe_router.routing.feedback import FeedbackRecorder
 
@@ -42,12 +46,12 @@ class Served:
 
     @property
     def experts(self) -> list[str]:
-        return list(self.graph.pool.names())
+        return list(self.pool.names())
 
     def model_of(self, expert: str) -> str | None:
         """The model id an expert's calls name (an endpoint's `model`, a local model's name), if it has one."""
         try:
-            _, model = self.graph.pool.expert(expert)
+            _, model = self.pool.expert(expert)
         except KeyError:
             return None
         name = getattr(model, "model_name", None)
@@ -56,7 +60,7 @@ class Served:
     def names(self) -> list[str]:
         names = ["coe"] + (["coe-plan"] if self.plan_graph is not None else [])
         names += [f"coe/{expert}" for expert in self.experts]
-        if self.prices and self.graph.pool.task_map.accuracy:
+        if self.prices and self.pool.task_map.accuracy:
             names += [f"coe-cost-{weight:g}" for weight in COST_PRESETS]
         return names
 
