@@ -348,7 +348,7 @@ def _eval_curve(args: argparse.Namespace) -> int:
         for curve in [*report.routers, report.mix_of_singles]:
             print(f"{curve.router}: {_curve_summary(curve)}")
             for p in curve.points if curve is not report.mix_of_singles else []:
-                print(f"  lambda {p.cost_weight:<6g} {p.accuracy:6.2f}%  {p.cost:.4g}  strong calls "
+                print(f"  {p.setting:<16} {p.accuracy:6.2f}%  {p.cost:.4g}  strong calls "
                       f"{100 * p.strong_share:.0f}%" + ("  pareto" if p.pareto else ""))
         for interval in report.intervals:
             print(f"{interval.a} - {interval.b}: {interval.text()}")
@@ -519,7 +519,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
     curve = steps.add_parser("curve", help="quality/cost curves: sweep the cost weight, Pareto points, APGR, CPT")
     _add_split_inputs(curve)
-    curve.add_argument("--router", help="knn-router, category, two-stage, mf-router; comma-separated (default all)")
+    curve.add_argument("--router", help="knn-router, category, two-stage, mf-router (the default: all four), and "
+                                        "cascade (named only: cheap model first, the strong one below a threshold of "
+                                        "its estimated score, both paid); comma-separated")
     curve.add_argument("--pool", action="append", metavar="NAME=M1,M2|*",
                        help="a named model pool (repeatable): one curve per pool, all on one fixed question set; "
                             "--out FILE.png then writes FILE-<pool>.png per pool")

@@ -25,6 +25,7 @@ per query). The summary figures (defined in docs/EVALUATION.md):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -37,22 +38,30 @@ from coe_router.routing.query_router import KnnRouter, argmax_with_ties
 
 DEFAULT_WEIGHTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 CURVE_ROUTERS = ("knn-router", "category", "two-stage", "mf-router")
+CASCADE = "cascade"
+CASCADE_THRESHOLDS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
+"""Escalate when the knn-router's estimated score of the cheap model is below the threshold (1.01: always)."""
 MIX_OF_SINGLES = "mix of single models"
 GAP_TARGETS = (50, 80)
 
 
 class CurvePoint(BaseModel):
     router: str
-    cost_weight: float
+    cost_weight: float = 0.0
     accuracy: float = Field(description="mean score of the routed model, percent")
     cost: float = Field(description="mean cost per query of the routed model")
     picks: dict[str, float] = Field(default_factory=dict)
     strong_share: float = Field(0.0, description="share of the queries sent to the strong model (best single)")
+    threshold: float | None = Field(None, description="the cascade's escalation threshold (cost_weight unused)")
     pareto: bool = False
 
     @property
+    def setting(self) -> str:
+        return f"threshold={self.threshold:g}" if self.threshold is not None else f"lambda={self.cost_weight:g}"
+
+    @property
     def label(self) -> str:
-        return f"{self.router} (lambda={self.cost_weight:g})"
+        return f"{self.router} ({self.setting})"
 
 
 class SingleModel(BaseModel):
@@ -106,6 +115,39 @@ class CurveReport(BaseModel):
 
     def router(self, name: str) -> RouterCurve:
         return next(r for r in self.routers if r.router == name)
+
+
+class Routed(NamedTuple):
+    """What one router setting did on each test question: the score it got, what it paid, whether it called the
+    strong model. A routed choice pays one model; a cascade that escalates pays two."""
+
+    score: np.ndarray
+    cost: np.ndarray
+    strong: np.ndarray
+
+    @classmethod
+    def choice(cls, scores: np.ndarray, costs: np.ndarray, choice: np.ndarray, strong: int) -> "Routed":
+        rows = np.arange(len(choice))
+        return cls(scores[rows, choice], costs[rows, choice], (choice == strong).astype(float))
+
+
+def cascade(bench: ReplayBench, costs: np.ndarray, weak: int, strong: int,
+            thresholds: Sequence[float] = CASCADE_THRESHOLDS) -> list[Routed]:
+    """Cheap model first, the strong model when the cheap one's estimated score (the knn-router's, on the query's
+    neighbourhood) is below the threshold; an escalated query pays both calls and gets the strong model's answer.
+    The recorded data has no judge of the cheap answer itself, so the escalation reads the query-level estimate:
+    the sweep measures what paying for both calls costs against routing on the same estimate directly."""
+    bench._need_vectors(CASCADE)
+    knn = KnnRouter(bench.models, bench.train_vectors, bench.train.scores, bench.train.categories.tolist(),
+                    bench.knn_params.model_copy(update={"cost_weight": 0.0}), bench.prices)
+    estimate = knn.expected_scores(*knn.neighbours(bench.test_vectors))[:, weak]
+    scores = bench.test.scores
+    routed = []
+    for threshold in thresholds:
+        up = estimate < threshold
+        routed.append(Routed(np.where(up, scores[:, strong], scores[:, weak]),
+                             costs[:, weak] + np.where(up, costs[:, strong], 0.0), up.astype(float)))
+    return routed
 
 
 def pareto_mask(accuracy: np.ndarray, cost: np.ndarray) -> np.ndarray:
@@ -190,7 +232,7 @@ def sweep(bench: ReplayBench, weights: Sequence[float], routers: Sequence[str] =
             tasks = bench.test.categories if router == "category" else [d.task for d in bench.decisions]
             choices[router] = [_task_map_choices(bench, tasks, w) for w in weights]
         else:
-            raise ValueError(f"no cost sweep for router {router!r} ({', '.join(CURVE_ROUTERS)})")
+            raise ValueError(f"no cost sweep for router {router!r} ({', '.join((*CURVE_ROUTERS, CASCADE))})")
     return choices
 
 
@@ -246,16 +288,14 @@ def _summarise(name: str, points: list[CurvePoint], weak: SingleModel, strong: S
     return curve
 
 
-def _summary_intervals(curves: list[RouterCurve], scores: np.ndarray, costs: np.ndarray,
-                       choices: dict[str, list[np.ndarray]], weak: int, strong: int, samples: int,
-                       seed: int = 0) -> None:
+def _summary_intervals(curves: list[RouterCurve], routed: dict[str, list[Routed]], weak: Routed, strong: Routed,
+                       samples: int, seed: int = 0) -> None:
     """Bootstrap 95% intervals on each curve's APGR, CPT and calls (module doc), set on the curves in place."""
-    n = len(scores)
-    rows = np.arange(n)
-    chosen = [(curve, choices[curve.router]) for curve in curves]
-    achieved = np.array([scores[rows, c] for _, group in chosen for c in group] + [scores[:, weak], scores[:, strong]])
-    paid = np.array([costs[rows, c] for _, group in chosen for c in group] + [costs[:, weak], costs[:, strong]])
-    to_strong = np.array([(c == strong) for _, group in chosen for c in group], dtype=float)
+    n = len(weak.score)
+    chosen = [(curve, routed[curve.router]) for curve in curves]
+    achieved = np.array([r.score for _, group in chosen for r in group] + [weak.score, strong.score])
+    paid = np.array([r.cost for _, group in chosen for r in group] + [weak.cost, strong.cost])
+    to_strong = np.array([r.strong for _, group in chosen for r in group])
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1 / n), size=samples).T.astype(float) / n  # (n, samples)
     accuracy, cost, share = achieved @ counts * 100, paid @ counts, to_strong @ counts
@@ -305,12 +345,18 @@ def cost_curve(bench: ReplayBench, costs: np.ndarray, cost_unit: str, weights: S
     train_means = bench.train.scores.mean(axis=0)
     strong_index = BestSingleRouter.fit(bench.models, bench.train.scores, bench.prices).choice
     weak_index = min(range(len(singles)), key=lambda i: (bench.price_array[i], -train_means[i], i))
-    all_choices = sweep(bench, weights, routers)
-    points = {name: [CurvePoint(router=name, cost_weight=w, accuracy=accuracy(c), cost=mean_cost(c),
-                                picks=pick_shares(bench.models, c),
-                                strong_share=round(float((c == strong_index).mean()), 4))
-                     for w, c in zip(weights, choices)]
-              for name, choices in all_choices.items()}
+    choices = sweep(bench, weights, [r for r in routers if r != CASCADE])
+    routed = {name: [Routed.choice(test.scores, costs, c, strong_index) for c in group] for name, group in choices.items()}
+    points = {}
+    for name in routers:
+        if name == CASCADE:
+            routed[name] = cascade(bench, costs, weak_index, strong_index)
+            settings = [dict(threshold=t) for t in CASCADE_THRESHOLDS]
+        else:
+            settings = [dict(cost_weight=w, picks=pick_shares(bench.models, c)) for w, c in zip(weights, choices[name])]
+        points[name] = [CurvePoint(router=name, accuracy=round(float(r.score.mean() * 100), 4),
+                                   cost=round(float(r.cost.mean()), 6), strong_share=round(float(r.strong.mean()), 4),
+                                   **setting) for r, setting in zip(routed[name], settings)]
     flat = [p for group in points.values() for p in group]
     mask = pareto_mask([p.accuracy for p in flat + singles], [p.cost for p in flat + singles])
     for item, on in zip(flat + singles, mask):
@@ -321,30 +367,27 @@ def cost_curve(bench: ReplayBench, costs: np.ndarray, cost_unit: str, weights: S
                                                  cost=single.cost, strong_share=float(i == strong_index),
                                                  picks={single.model: 1.0})
                                       for i, single in enumerate(singles)], weak, strong)
-    singles_choices = {MIX_OF_SINGLES: [np.full(test.n, i) for i in range(len(singles))]}
-    _summary_intervals([*curves, mix], test.scores, costs, {**all_choices, **singles_choices}, weak_index,
-                       strong_index, samples or BOOTSTRAP_SAMPLES)
-    intervals = _intervals(test.scores, all_choices, curves, strong_index, samples)
+    singles_routed = [Routed.choice(test.scores, costs, np.full(test.n, i), strong_index) for i in range(len(singles))]
+    _summary_intervals([*curves, mix], {**routed, MIX_OF_SINGLES: singles_routed}, singles_routed[weak_index],
+                       singles_routed[strong_index], samples or BOOTSTRAP_SAMPLES)
+    intervals = _intervals(routed, curves, singles_routed[strong_index].score, samples)
     return CurveReport(n=test.n, cost_unit=cost_unit, weights=list(weights), singles=singles, weak=weak,
                        strong=strong, routers=curves, mix_of_singles=mix, intervals=intervals)
 
 
-def _intervals(scores: np.ndarray, choices: dict[str, list[np.ndarray]], curves: list[RouterCurve], strong: int,
+def _intervals(routed: dict[str, list[Routed]], curves: list[RouterCurve], best_single: np.ndarray,
                samples: int | None) -> list[Interval]:
     """Paired bootstrap intervals: each router's first setting, the cheapest one matching the best single and the
     best one within its cost, against the best single; the knn-router against the task maps (first setting)."""
-    rows = np.arange(len(scores))
-    achieved = lambda choice: scores[rows, choice]
     options = {} if samples is None else {"samples": samples}
-    best_single = achieved(np.full(len(scores), strong))
     intervals = []
     for curve in curves:
         anchors = [curve.points[0], curve.matches_best_single, curve.at_best_single_cost]
         for index in dict.fromkeys(curve.points.index(p) for p in anchors if p is not None):
-            intervals.append(paired_bootstrap(achieved(choices[curve.router][index]), best_single,
+            intervals.append(paired_bootstrap(routed[curve.router][index].score, best_single,
                                               names=(curve.points[index].label, "best-single"), **options))
     knn = next((c for c in curves if c.router == "knn-router"), None)
     for other in (c for c in curves if knn is not None and c.router in ("category", "two-stage")):
-        intervals.append(paired_bootstrap(achieved(choices["knn-router"][0]), achieved(choices[other.router][0]),
+        intervals.append(paired_bootstrap(routed["knn-router"][0].score, routed[other.router][0].score,
                                           names=(knn.points[0].label, other.points[0].label), **options))
     return intervals

@@ -78,6 +78,19 @@ def test_call_share_the_mix_of_singles_baseline_and_bootstrap_intervals(bench): 
     assert again.router("knn-router").apgr_interval == knn.apgr_interval   # seeded
 
 
+def test_the_cascade_pays_both_calls_when_it_escalates(bench):  # noqa: F811
+    """Cheap hist first; the knn-router estimates hist at 1 on history questions and 0 on math ones. Threshold 0
+    never escalates (hist: 5/15 right at 0.1); 0.5 escalates the 10 math questions to alg (right on the 6 algebra
+    ones) paying 0.1 + 1.0 for each; 1.01 escalates everything (alg's 6/15 at 1.1)."""
+    report = cost_curve(bench, cost_matrix(bench.test, PRICES), PER_1M, weights=[0.0], routers=["cascade"], samples=100)
+    by_threshold = {p.threshold: p for p in report.router("cascade").points}
+    assert by_threshold[0.0].accuracy == pytest.approx(100 / 3, abs=1e-3) and by_threshold[0.0].cost == pytest.approx(0.1)
+    half = by_threshold[0.5]
+    assert half.accuracy == pytest.approx(100 * 11 / 15, abs=1e-3) and half.cost == pytest.approx(0.1 + 10 / 15)
+    assert half.strong_share == pytest.approx(10 / 15, abs=1e-4) and half.label == "cascade (threshold=0.5)"
+    assert by_threshold[1.01].accuracy == pytest.approx(40.0) and by_threshold[1.01].cost == pytest.approx(1.1)
+
+
 def test_cost_weight_moves_the_task_map_to_cheaper_experts(bench):  # noqa: F811
     report = cost_curve(bench, cost_matrix(bench.test, PRICES), PER_1M, weights=[0.0, 10.0], samples=100)
     for curve in report.routers:
@@ -121,6 +134,8 @@ def test_cli_curve_json_and_plot(tmp_path, monkeypatch, capsys):
     assert "$ / query" in out and "APGR" in out and "calls(50%)" in out and "mix of single models: APGR 0.5" in out
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
     pools = ["--pool", "all=*", "--pool", "no alg=geo,hist", "--prices", str(tmp_path / "prices.json")]
+    assert main([*args, "--router", "knn-router,cascade", "--prices", str(tmp_path / "prices.json")]) == 0
+    assert "  threshold=0.5 " in capsys.readouterr().out
     assert main([*args, *pools, "--json"]) == 0
     by_pool = json.loads(capsys.readouterr().out)["pools"]
     assert list(by_pool) == ["all", "no alg"] and by_pool["all"]["n"] == by_pool["no alg"]["n"]
