@@ -10,6 +10,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
 from coe_router.config import ConfigError, OpenAIModel, RouterConfig, load_config
+from coe_router.config.schema import QUERY_LEVEL_KINDS
 from coe_router.graphs.two_stage import build_two_stage_graph
 from coe_router.models.factory import build_models, used_models
 from coe_router.persistence import checkpointer_from_config, with_router_serde
@@ -81,7 +82,7 @@ def query_router_from_config(config: RouterConfig, encoder: Encoder | Embeddings
     and kept beside the retriever's examples (retrieval/memory_vectors.py), so a restart reads the vectors back.
     `mf` trains its factorisation on that memory at start (seconds on CPU for thousands of questions)."""
     spec = config.router
-    if spec.kind not in ("knn", "mf"):
+    if spec.kind not in QUERY_LEVEL_KINDS:
         return None
     from coe_router.outcomes import read_outcomes
 
@@ -107,6 +108,11 @@ def query_router_from_config(config: RouterConfig, encoder: Encoder | Embeddings
 
         scorer = MatrixFactorizationRouter(experts, vectors, memory.scores, memory.categories.tolist(), spec.mf,
                                            known_prices)
+    elif spec.kind == "learned":
+        from coe_router.routing.learned_router import LearnedRouter
+
+        scorer = LearnedRouter(experts, vectors, memory.scores, memory.categories.tolist(), spec.knn, spec.learned,
+                               known_prices)
     return LiveQueryRouter(knn, encoder, prices, scorer)
 
 
@@ -155,7 +161,7 @@ def _assemble(config: RouterConfig, models, store, encoder, classifier, checkpoi
               pool: ExpertPool | None = None):
     """build_graph's work; every part not given is built from the config."""
     encoder_loading = None
-    if (store is None and needs_examples(config)) or config.router.kind in ("knn", "mf"):
+    if (store is None and needs_examples(config)) or config.router.kind in QUERY_LEVEL_KINDS:
         # MiniLM (torch) and the Chroma client load while the chat models (langchain-openai) are built: about a
         # second of a fresh start. A failure surfaces where the part is used (both are cached per process).
         with ThreadPoolExecutor(2, thread_name_prefix="coe-load") as background:

@@ -112,7 +112,9 @@ def curve_lines(curve: CurveReport, unseen: CurveReport, figures: Figures) -> li
         f"({strong.accuracy:.2f}% at {strong.cost:.3f}). APGR, CPT and the Pareto points are defined in "
         "docs/EVALUATION.md: APGR 0.5 is what mixing the weak and the strong model at random gives, 1 is the whole "
         "weak-to-strong gap recovered at the weak model's cost, above 1 the router beats the strong model within its "
-        "cost. Intervals: paired bootstrap over the test queries, 2,000 resamples, 95%."),
+        "cost. The *mix of single models* row is the pool's own envelope without any routing (how much APGR the "
+        "pool gives by itself); `strong calls` is RouteLLM's form of CPT, the share of queries sent to the strong "
+        "model. Intervals: bootstrap over the test queries, 2,000 resamples, 95%."),
         "",
         figures.draw("llmrouter_quality_cost.png", "Quality vs cost curves on LLMRouter", plot_curve, curve,
                      title=f"LLMRouter: quality vs cost ({curve.n} test queries, 9 models)"),

@@ -16,14 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from coe_router.outcomes import Outcomes, read_outcomes
-from coe_router.evaluation.plots import plot_confusion, plot_radar
-from coe_router.evaluation.replay import pool_union, prepare_pool
+from coe_router.evaluation.curves import cost_curve
+from coe_router.evaluation.plots import plot_confusion, plot_curve, plot_radar
+from coe_router.evaluation.prices import cost_matrix
+from coe_router.evaluation.replay import ReplayBench, pool_union, prepare_pool
 from coe_router.evaluation.splits import stratified_split
 from reports.pools import PRIMARY_SEED, TEST_FRACTION, PoolReport, encode, evaluate_pool
 from reports.tables import (
     Figures,
     classifier_line,
     confusions,
+    curve_summary_table,
     knn_tuning_lines,
     learned_table,
     learned_tuning_line,
@@ -126,6 +129,7 @@ def mmlu_section(data: Path, encoder, cache_dir, seeds: int, log, figures: Figur
             learned_tuning_line(report),
             "",
         ]
+    out += size_curve_lines(reports["<= 8B parameters (14)"], figures)
     out += [
         "### Learned routers on the three pools",
         "",
@@ -160,6 +164,37 @@ def mmlu_section(data: Path, encoder, cache_dir, seeds: int, log, figures: Figur
     if ablation:
         out += options_ablation(outcomes, train_rows, test_rows, encoder, cache_dir, full, log)
     return "\n".join(out), summary_lines(full, robustness)
+
+
+SIZE_UNIT = "B parameters / query"
+
+
+def size_curve_lines(report: PoolReport, figures: Figures) -> list[str]:
+    """Quality vs compute on the <= 8B pool: MMLU-Pro has no prices, so each model's nominal parameter count (all
+    14 are dense) stands in for the cost of an answer; the routers trade score for it as for dollars."""
+    bench = report.bench
+    sizes = {m: mmlu_pro_models()[m].params_b for m in bench.models}
+    sized = ReplayBench(bench.train, bench.test, bench.train_vectors, bench.test_vectors, prices=sizes,
+                        classifier_k=bench.classifier_k, knn_params=bench.knn_params)
+    curve = cost_curve(sized, cost_matrix(sized.test, sizes), SIZE_UNIT)
+    weak, strong = curve.weak, curve.strong
+    return [
+        "### Quality vs compute on the <= 8B pool (`coe eval curve`, parameter count as the cost)",
+        "",
+        ("MMLU-Pro records no prices or token counts, so the cost of an answer here is the model's nominal size in "
+         f"billions of parameters (compute per token grows with it; all 14 models are dense), from {MODELS_CSV.name}. "
+         f"Weak model (smallest): {weak.model} ({weak.accuracy:.2f}% at {weak.cost:g}B); strong model (best single "
+         f"on train): {strong.model} ({strong.accuracy:.2f}% at {strong.cost:g}B). Same sweep, summaries and "
+         f"intervals as the LLMRouter curve below. The weak-to-strong gap is only "
+         f"{strong.accuracy - weak.accuracy:.2f} points, so APGR and CPT, ratios to it, have wide intervals; the "
+         "last two columns (accuracy at the strong model's compute, compute at its accuracy) read directly."),
+        "",
+        figures.draw("mmlu_pro_small_quality_compute.png", "Quality vs compute on the <= 8B MMLU-Pro pool",
+                     plot_curve, curve, title=f"MMLU-Pro <= 8B: quality vs parameters ({curve.n} test questions)"),
+        "",
+        curve_summary_table(curve),
+        "",
+    ]
 
 
 def summary_lines(full: PoolReport, robustness: dict[str, list[float]]) -> list[str]:
@@ -201,7 +236,7 @@ def robustness_section(outcomes: Outcomes, vectors: np.ndarray, seeds: int, log
                        ) -> tuple[list[str], dict[str, list[float]]]:
     """The same pipeline on other split seeds: how much of a difference between routers is the split's noise."""
     rows_by_router: dict[str, list[float]] = {}
-    margins, two_stage_gaps = [], []
+    two_stage_gaps = []
     for seed in range(seeds):
         log(f"MMLU-Pro all 29 models, split seed {seed}")
         train_rows, test_rows = split_rows(outcomes, seed)
@@ -209,7 +244,6 @@ def robustness_section(outcomes: Outcomes, vectors: np.ndarray, seeds: int, log
                                vectors[test_rows])
         for r in report.results:
             rows_by_router.setdefault(r.router, []).append(r.accuracy)
-        margins.append(report.result("knn-router").accuracy - report.result("category").accuracy)
         two_stage_gaps.append(report.result("two-stage").accuracy - report.result("category").accuracy)
     seeds_table = table(
         ["router", "mean %", "std", "per seed"],
@@ -224,12 +258,20 @@ def robustness_section(outcomes: Outcomes, vectors: np.ndarray, seeds: int, log
         "",
         seeds_table,
         "",
-        (f"knn-router minus category: {' / '.join(f'{m:+.2f}' for m in margins)} (mean {np.mean(margins):+.2f}; "
-        f"above category on {sum(m > 0 for m in margins)} of {seeds} splits). "
+        (" ".join(f"{router} minus category: {' / '.join(f'{m:+.2f}' for m in gaps)} (mean {np.mean(gaps):+.2f}; "
+                 f"above category on {sum(m > 0 for m in gaps)} of {seeds} splits)."
+                  for router, gaps in _margins(rows_by_router).items()) + " "
         f"two-stage minus category: {' / '.join(f'{g:+.2f}' for g in two_stage_gaps)} "
         f"(within 0.5 points on {sum(abs(g) <= 0.5 for g in two_stage_gaps)} of {seeds})."),
         "",
     ], rows_by_router
+
+
+def _margins(rows_by_router: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Each query-level router's accuracy minus the category router's, split by split."""
+    category = rows_by_router["category"]
+    return {router: [a - c for a, c in zip(rows_by_router[router], category)]
+            for router in ("knn-router", "learned-router", "mf-router") if router in rows_by_router}
 
 
 def _duplicates(outcomes: Outcomes) -> int:

@@ -80,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
     from coe_router.retrieval.batching import BatchingEncoder
     from coe_router.retrieval.encoder import load_encoder, resolve_batch_dtype
     from coe_router.serve.app import create_app
+    from coe_router.config.schema import QUERY_LEVEL_KINDS
     from coe_router.serve.keys import service_keys
 
     config = load_config(args.config)
@@ -87,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Concurrent requests share query-embedding calls, and a lone request never waits. Batches of two or more
     # queries run in bfloat16 where the CPU has AMX (--batch-dtype auto); single queries always in float32.
     encoder = None
-    if needs_examples(config) or config.router.kind in ("knn", "mf"):   # a rules classifier embeds nothing: skip the load
+    if needs_examples(config) or config.router.kind in QUERY_LEVEL_KINDS:   # a rules classifier embeds nothing: skip the load
         sentence_encoder = load_encoder(config.retriever.embedding_package, config.retriever.embedding_path)
         sentence_encoder.batch_dtype = resolve_batch_dtype(args.batch_dtype)
         encoder = BatchingEncoder(sentence_encoder, workers=sentence_encoder.workers)  # one batch per encoder thread

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 
 from coe_router.defaults import MAX_QUERY_CHARS, UNKNOWN_TASK
 from coe_router.routing.classifiers import compile_rule
+from coe_router.routing.learned_router import LearnedRouterParams
 from coe_router.routing.mf_router import MatrixFactorizationParams
 from coe_router.routing.query_router import KnnRouterParams
 
@@ -225,24 +226,31 @@ TaskMapSpec = Annotated[
 ]
 
 
+QUERY_LEVEL_KINDS = ("knn", "mf", "learned")
+"""Router kinds that route each query on a memory of recorded outcomes (router.outcomes + router.questions)."""
+
+
 class RouterSpec(_Strict):
     """How the router picks experts: `task-map` (CoE-Ops: classify the task, take its best expert), `knn`
     (query-level: each expert's recorded outcomes on the query's nearest labelled questions, the router
     `coe eval replay --router knn-router` evaluates) or `mf` (RouteLLM-style matrix factorisation trained on the
-    same memory at start, fed the classified task: `coe eval replay --router mf-router`). `outcomes`
-    (correctness.csv, one column per expert) and `questions` (questions.jsonl) are the memory; `knn` its settings
-    (k, prior, cost_weight, ...; `mf` uses its cost_weight too), `mf` the factorisation's."""
+    same memory at start, fed the classified task: `coe eval replay --router mf-router`) or `learned` (the knn
+    estimate shrunk to the classified task's accuracy plus a success predictor trained at start: `coe eval replay
+    --router learned-router`, whose JSON params give the blend and task_prior_strength to write in `learned`).
+    `outcomes` (correctness.csv, one column per expert) and `questions` (questions.jsonl) are the memory; `knn` its
+    settings (k, prior, cost_weight, ...; `mf` and `learned` use its cost_weight too), `mf` and `learned` theirs."""
 
-    kind: Literal["task-map", "knn", "mf"] = "task-map"
+    kind: Literal["task-map", "knn", "mf", "learned"] = "task-map"
     outcomes: str | None = None
     questions: str | None = None
     knn: KnnRouterParams = KnnRouterParams()
     mf: MatrixFactorizationParams = MatrixFactorizationParams()
+    learned: LearnedRouterParams = LearnedRouterParams()
     feedback: str | None = Field(None, description="journal of served feedback (long outcomes format, JSONL)")
 
     @model_validator(mode="after")
     def _memory(self) -> "RouterSpec":
-        if self.kind in ("knn", "mf") and not (self.outcomes and self.questions):
+        if self.kind in QUERY_LEVEL_KINDS and not (self.outcomes and self.questions):
             raise ValueError(f"router.outcomes: kind {self.kind!r} needs `outcomes` and `questions` (recorded outcomes)")
         return self
 

@@ -251,8 +251,9 @@ class LiveQueryRouter:
     """The query-level router in the live graph: the query's vector in, a ranked route and every candidate's
     expected score and price out. Experts with no recorded outcomes follow the scored ones in the fallback chain.
 
-    The estimate is the knn router's neighbourhood vote, or a `scorer`'s (`router.kind: mf`: the matrix
-    factorisation trained on the same memory, fed the classified task); the memory, the tie order, the prices and
+    The estimate is the knn router's neighbourhood vote, or a `scorer`'s (`router.kind: mf` / `learned`: the
+    matrix factorisation or the learned router, trained on the same memory at start, fed the classified task); the
+    memory, the tie order, the prices and
     the cost weight are the knn router's either way, so both kinds rank and trade off cost alike."""
 
     def __init__(self, knn: KnnRouter, encoder, prices: dict[str, float] | None = None, scorer=None):
@@ -265,8 +266,8 @@ class LiveQueryRouter:
 
     @property
     def reason(self) -> str:
-        return ("query-level router (matrix factorisation on recorded outcomes)" if self.scorer is not None
-                else "query-level router (knn on recorded outcomes)")
+        how = {"mf-router": "matrix factorisation", "learned-router": "knn shrunk to the task + success predictor"}
+        return f"query-level router ({how.get(getattr(self.scorer, 'name', ''), 'knn')} on recorded outcomes)"
 
     def rank(self, query: str, cost_weight: float | None = None,
              task: str | None = None) -> tuple[list[str], dict[str, float]]:

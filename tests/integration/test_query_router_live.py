@@ -72,17 +72,19 @@ def test_another_encoder_on_a_minilm_collection_is_refused_naming_both(knn_confi
             build_graph(knn_config, encoder=DeterministicFakeEmbedding(size=size))
 
 
-def test_router_kind_mf_trains_on_the_memory_at_start_and_routes_by_the_classified_task(knn_config):
-    config = knn_config.model_copy(update={"router": knn_config.router.model_copy(update={"kind": "mf"})})
+@pytest.mark.parametrize("kind, how", [("mf", "matrix factorisation"),
+                                       ("learned", "knn shrunk to the task + success predictor")])
+def test_a_learned_router_kind_trains_on_the_memory_at_start_and_routes_by_the_classified_task(knn_config, kind, how):
+    config = knn_config.model_copy(update={"router": knn_config.router.model_copy(update={"kind": kind})})
     graph = build_graph(config)
     scorer = graph.query_router.scorer
     assert scorer is not None and scorer.models == graph.query_router.experts
     result = graph.invoke({"messages": [("user", "What is the derivative of x^3?")]})
     decision = result["decision"]
     scores = {c.expert: c.expected_score for c in decision.candidates}
-    assert graph.query_router.reason == "query-level router (matrix factorisation on recorded outcomes)"
+    assert graph.query_router.reason == f"query-level router ({how} on recorded outcomes)"
     assert decision.expert == max(scores, key=scores.get) and result["answer"].strip()
-    # the estimate is the factorisation's for the classified task, not the neighbourhood vote
+    # the estimate is the trained router's for the classified task, not the plain neighbourhood vote
     vector = graph.query_router.encoder.encode(["What is the derivative of x^3?"])
     expected = scorer.expected_scores(vector, [decision.task])[0]
     assert scores == {m: round(float(v), 4) for m, v in zip(scorer.models, expected)}

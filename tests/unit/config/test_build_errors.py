@@ -47,7 +47,7 @@ def test_an_unwritable_sqlite_path(tmp_path):
     one_line_naming(error.value, path, "persistence.path")
 
 
-@pytest.mark.parametrize("kind", ["knn", "mf"])
+@pytest.mark.parametrize("kind", ["knn", "mf", "learned"])
 def test_a_missing_outcomes_file_names_the_outcomes_field(tmp_path, kind):
     (tmp_path / "train.jsonl").write_text('{"question_id": "1", "category": "math", "question": "2+2"}\n')
     path = write_config(tmp_path, router={"kind": kind, "outcomes": "missing.csv", "questions": "train.jsonl"})
