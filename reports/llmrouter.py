@@ -106,7 +106,7 @@ def curve_lines(curve: CurveReport, unseen: CurveReport, figures: Figures) -> li
         "",
         ("Each router picks per query the model with the highest estimated score - lambda x price / max price "
         "(knn-router: its neighbourhood estimate; category / two-stage: the train accuracy of the gold / classified "
-        f"task), for lambda in {', '.join(f'{w:g}' for w in curve.weights)}; the knn-router keeps the settings tuned "
+        f"task; mf-router: its predicted score for the query and its gold task), for lambda in {', '.join(f'{w:g}' for w in curve.weights)}; the knn-router keeps the settings tuned "
         f"above. Cost: the mean price ($ / 1M tokens) of the routed models. Weak model (cheapest): {weak.model} "
         f"({weak.accuracy:.2f}% at {weak.cost:.3f}); strong model (best single on train): {strong.model} "
         f"({strong.accuracy:.2f}% at {strong.cost:.3f}). APGR, CPT and the Pareto points are defined in "
