@@ -55,7 +55,7 @@ from coe_router.serve.admin import ADMIN_PREFIX, ExpertAdmin, NewExpert, Remap, 
 from coe_router.serve.auth import authorized, needs_token
 from coe_router.serve.keys import ApiKey, KeyRing
 from coe_router.serve.limits import BodyLimits
-from coe_router.serve.costs import cost_header, request_cost
+from coe_router.serve.costs import cost_header
 from coe_router.serve.menu import Served
 from coe_router.serve.metrics import ServiceMetrics
 from coe_router.serve.protocol import ChatRequest, ProtocolError, completion, dumps, new_completion_id
@@ -481,7 +481,7 @@ async def _chat(served: Served, request: ChatRequest, max_query_chars: int, dead
     if params and "planner" in graph.nodes:
         raise refused_parameters("plan", params)
     thread_id = uuid.uuid4().hex
-    watch = RequestWatch()
+    watch = RequestWatch(served.call_prices)  # priced: the router's trace run carries the cost too
     config = _run_config(request.model, thread_id, watch)
     query = next(m.text for m in reversed(inputs["messages"]) if m.type == "human")
     completion_id = new_completion_id()
@@ -490,7 +490,7 @@ async def _chat(served: Served, request: ChatRequest, max_query_chars: int, dead
         served.feedback.served(completion_id, query, decision.task, decision.expert)
 
     translator = Translator(thread_id, completion_id, request.model, params, served.model_of, remember)
-    translator.cost = lambda: request_cost(watch.by_model, served.call_prices)
+    translator.cost = watch.cost
     if observed is not None:
         observed.translator, observed.watch = translator, watch
     if request.stream:
@@ -538,7 +538,7 @@ async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float
     graph = served.graph
     if graph.checkpointer is None:
         raise ProtocolError(404, "this service keeps no threads (persistence.checkpointer: none)", "thread_not_found")
-    watch = RequestWatch()
+    watch = RequestWatch(served.call_prices)
     config = _run_config("coe", thread_id, watch, "resume")
     state = await graph.aget_state(config)
     if not state.values and not state.next:
