@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -121,6 +122,47 @@ def test_a_streamed_answer_spends_its_keys_tokens_too(service):
         model="coe", messages=ROMAN, stream=True, stream_options={"include_usage": True}))
     assert chunks[-1].usage.total_tokens > 5
     _retry_after(_refused(service.url, streamer))
+
+
+@pytest.fixture(scope="module")
+def review_service(upstream, tmp_path_factory):
+    """A keyed service whose unplaceable queries pause for review (an SQLite checkpointer keeps the thread)."""
+    folder = tmp_path_factory.mktemp("review")
+    config = {**ops_config(upstream), "persistence": {"checkpointer": "sqlite", "path": str(folder / "threads.sqlite"),
+                                                      "review_unknown": True}}
+    keys = [{"name": "reviewer", "key_env": "COE_KEY_ALICE", "tpm": 5}, KEYS[1]]
+    coe = CoeServe(config, folder, "review", env=SECRETS, args=("--keys", str(_keys_file(folder, keys)))).start()
+    try:
+        yield coe.wait()
+    finally:
+        coe.stop()
+
+
+def test_a_resumed_run_spends_its_keys_tokens_like_any_answer(review_service):
+    url, reviewer = review_service.url, SECRETS["COE_KEY_ALICE"]
+    headers = {"authorization": f"Bearer {reviewer}"}
+    paused = httpx.post(f"{url}/v1/chat/completions", headers=headers, timeout=30, json={
+        "model": "coe", "messages": [{"role": "user", "content": "zzz qqq unplaceable"}]})
+    assert paused.status_code == 409, paused.text  # the rules classifier placed it nowhere and used no tokens
+    thread = re.search(r"thread (\w+)", paused.json()["error"]["message"]).group(1)
+    resumed = httpx.post(f"{url}/v1/threads/{thread}/resume", headers=headers, json={"expert": "answerer"},
+                         timeout=30)
+    assert resumed.status_code == 200, resumed.text
+    body = resumed.json()
+    tokens = body["usage"]["total_tokens"]
+    assert body["coe"]["expert"] == "answerer" and tokens > 5  # tpm 5: this answer spends more than that
+    expected = (body["usage"]["prompt_tokens"] * PRICES["in"] + body["usage"]["completion_tokens"] * PRICES["out"]) / 1e6
+    assert float(resumed.headers["x-coe-cost"]) == pytest.approx(expected, abs=1e-9)
+    assert body["coe"]["cost"]["dollars"] == pytest.approx(expected, abs=1e-9)
+    refusal = _refused(url, reviewer)  # the resumed answer's tokens are spent: the next request is refused
+    assert _retry_after(refusal) >= 1 and refusal.response.json()["error"]["type"] == "tokens"
+    _, samples = _scrape(url, BOB)
+    assert _value(samples, "coe_key_tokens_total", key="reviewer") == tokens
+    assert _value(samples, "coe_key_spend_dollars_total", key="reviewer") == pytest.approx(expected, abs=1e-9)
+    assert _value(samples, "coe_key_requests_total", key="reviewer", status="200") == 1
+    assert _value(samples, "coe_key_rate_limited_total", key="reviewer", limit="tpm") == 1
+    assert _value(samples, "coe_requests_total", shape="resume", status="200", expert="answerer") == 1
+    assert _value(samples, "coe_tokens_total", model="answerer") == tokens
 
 
 def _scrape(url: str, key: str) -> tuple[str, dict]:
