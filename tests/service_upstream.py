@@ -445,10 +445,10 @@ class CoeServe:
         import subprocess
         import sys
 
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False", "TOKENIZERS_PARALLELISM": "false",
-               **self.env}
-        env.pop("LANGSMITH_TRACING", None)
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False", "TOKENIZERS_PARALLELISM": "false"}
+        env.pop("LANGSMITH_TRACING", None)  # never traced from the test process's settings; a test's own `env` may
         env.pop("LANGCHAIN_TRACING_V2", None)
+        env.update(self.env)
         self._log = self.log_path.open("w")
         command = [sys.executable, "-m", "coe_router.cli", "serve", "--config", str(self.config_path),
                    "--port", str(self.port), *self.args]

@@ -12,7 +12,8 @@ for every expert, tools no expert can call, a bad context, text that is not vali
 failed, 504 past the deadline. A client that goes away cancels the rest of its run (serve/streaming.py).
 
 With a keys file (serve/keys.py) every request carries one of its keys, and each key's requests and tokens per
-minute are limited (serve/rate_limits.py): over a limit is a 429 with `Retry-After`.
+minute are limited (serve/rate_limits.py): over a limit is a 429 with `Retry-After`. A resumed run's tokens are
+spent from its key's budget like a completion's.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from coe_router.serve.admin import ADMIN_PREFIX, ExpertAdmin, NewExpert, Remap, 
 from coe_router.serve.auth import authorized, needs_token
 from coe_router.serve.keys import ApiKey, KeyRing
 from coe_router.serve.limits import BodyLimits
-from coe_router.serve.costs import cost_header, request_cost
+from coe_router.serve.costs import cost_header
 from coe_router.serve.menu import Served
 from coe_router.serve.metrics import ServiceMetrics
 from coe_router.serve.protocol import ChatRequest, ProtocolError, completion, dumps, new_completion_id
@@ -332,11 +333,17 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
         return {"id": body["id"], "expert": answer.expert, "task": answer.task, "score": float(body["score"])}
 
     @app.post("/v1/threads/{thread_id}/resume")
-    async def resume(thread_id: str, answer: Annotated[Any, Body()]):
+    async def resume(thread_id: str, answer: Annotated[Any, Body()], http: Request):
+        """A resumed run is an answer like any other: its tokens and dollars are counted (metrics, shape
+        `resume`) and spent from its key's tokens-per-minute budget."""
+        observed = Observed(metrics, "resume", getattr(http.state, "api_key", None), app.state.limiter)
         try:
-            return await _resume(app.state.served, thread_id, answer, deadline_s)
+            response = await _resume(app.state.served, thread_id, answer, deadline_s, observed)
         except Exception as exc:  # noqa: BLE001
-            return failure_response(exc, getattr(exc, "param", None))
+            response = failure_response(exc, getattr(exc, "param", None))
+            observed.done(response.status_code)
+        await observed.settled()  # the key's next request sees this answer's tokens
+        return response
 
     return app
 
@@ -399,9 +406,9 @@ async def _unless_disconnected(http: Request | None, work, watch: RequestWatch):
 
 
 class Observed:
-    """One chat request on its way to the metrics: counted in flight from its start, recorded once at its end
-    (a stream's end is its body's last byte). A keyed request's tokens and dollars are counted by the key's
-    name, and its tokens spent from the key's tokens-per-minute budget."""
+    """One answer (a chat completion, or a resumed run) on its way to the metrics: counted in flight from its
+    start, recorded once at its end (a stream's end is its body's last byte). A keyed request's tokens and
+    dollars are counted by the key's name, and its tokens spent from the key's tokens-per-minute budget."""
 
     def __init__(self, metrics: ServiceMetrics, shape: str, key: ApiKey | None = None,
                  limiter: KeyLimiter | None = None):
@@ -481,7 +488,7 @@ async def _chat(served: Served, request: ChatRequest, max_query_chars: int, dead
     if params and "planner" in graph.nodes:
         raise refused_parameters("plan", params)
     thread_id = uuid.uuid4().hex
-    watch = RequestWatch()
+    watch = RequestWatch(served.call_prices)  # priced: the router's trace run carries the cost too
     config = _run_config(request.model, thread_id, watch)
     query = next(m.text for m in reversed(inputs["messages"]) if m.type == "human")
     completion_id = new_completion_id()
@@ -490,7 +497,7 @@ async def _chat(served: Served, request: ChatRequest, max_query_chars: int, dead
         served.feedback.served(completion_id, query, decision.task, decision.expert)
 
     translator = Translator(thread_id, completion_id, request.model, params, served.model_of, remember)
-    translator.cost = lambda: request_cost(watch.by_model, served.call_prices)
+    translator.cost = watch.cost
     if observed is not None:
         observed.translator, observed.watch = translator, watch
     if request.stream:
@@ -529,7 +536,8 @@ def _answer(result: dict, thread_id: str, completion_id: str, request_model: str
     return WireJSONResponse(body, headers=headers)
 
 
-async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float) -> JSONResponse:
+async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float,
+                  observed: Observed | None = None) -> JSONResponse:
     """Answer a review pause: 404 for a thread the service does not know, 409 when it has nothing to resume, 400
     for an answer naming no task or expert (the thread stays paused, so a typo costs nothing).
 
@@ -538,7 +546,7 @@ async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float
     graph = served.graph
     if graph.checkpointer is None:
         raise ProtocolError(404, "this service keeps no threads (persistence.checkpointer: none)", "thread_not_found")
-    watch = RequestWatch()
+    watch = RequestWatch(served.call_prices)
     config = _run_config("coe", thread_id, watch, "resume")
     state = await graph.aget_state(config)
     if not state.values and not state.next:
@@ -549,7 +557,15 @@ async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float
     if paused and (problem := review_error(served.pool.task_map, answer)) is not None:
         raise ProtocolError(400, problem, "invalid_review")
     translator = Translator(thread_id, new_completion_id(), "coe", [])
+    translator.cost = watch.cost
+    if observed is not None:
+        observed.translator, observed.watch = translator, watch
     events = GraphEvents(graph, Command(resume=answer) if paused else None, config, None,
                          modes=["updates", "values"], deadline_s=deadline_s, watch=watch)
     result = await run_to_end(events, translator)
-    return _answer(result, thread_id, translator.completion_id, "coe", watch.usage(), served.model_of)
+    cost = translator.cost()
+    response = _answer(result, thread_id, translator.completion_id, "coe", watch.usage(), served.model_of, cost)
+    if observed is not None:
+        observed.cost = cost
+        observed.done(response.status_code)
+    return response

@@ -64,7 +64,8 @@ class ServiceMetrics:
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("coe_requests", "chat completions by answering expert, task, shape and status",
+        self.requests = Counter("coe_requests", "answers by answering expert, task, shape "
+                                "(json, stream, resume) and status",
                                 ["expert", "task", "shape", "status"], registry=r)
         self.decision = Histogram("coe_routing_decision_seconds", "request start to the router's decision",
                                   buckets=SECONDS, registry=r)
@@ -79,7 +80,7 @@ class ServiceMetrics:
                                 registry=r)
         self.fallbacks = Counter("coe_fallbacks", "experts that failed and were passed over, by reason",
                                  ["expert", "reason"], registry=r)
-        self.in_flight = Gauge("coe_in_flight_requests", "chat completions being answered", registry=r,
+        self.in_flight = Gauge("coe_in_flight_requests", "answers in progress (completions, resumes)", registry=r,
                                multiprocess_mode="livesum")
         self.key_requests = Counter("coe_key_requests", "requests by API key name and status", ["key", "status"],
                                     registry=r)
@@ -119,7 +120,8 @@ class ServiceMetrics:
         self.key_requests.labels(key, str(status)).inc()
 
     def key_spent(self, key: str, *, tokens: int, dollars: float) -> None:
-        """What one chat completion of the key named `key` used: its model calls' tokens and priced dollars."""
+        """What one answer (a completion or a resume) of the key named `key` used: its model calls' tokens and
+        priced dollars."""
         self.key_tokens.labels(key).inc(tokens)
         self.key_spend.labels(key).inc(dollars)
 

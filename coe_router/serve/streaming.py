@@ -11,9 +11,9 @@ A stream's status is decided by its first output: the graph runs until the first
 as without streaming (400 too long, 409 review, 502 experts failed, 504 deadline); failures after it arrive as an
 SSE error event followed by `[DONE]`.
 
-`RequestWatch` rides along as a callback: it sums the token usage of every model call the request made, and once
-cancelled (the client went away, the deadline passed) it stops the request's remaining work at its next node,
-model call or token, which closes the upstream connection of a streaming expert.
+`RequestWatch` rides along as a callback: it sums the token usage of every model call the request made
+(tracing/usage.py), and once cancelled (the client went away, the deadline passed) it stops the request's
+remaining work at its next node, model call or token, which closes the upstream connection of a streaming expert.
 """
 
 from __future__ import annotations
@@ -25,9 +25,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
-from uuid import UUID
 
-from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -35,9 +33,9 @@ from coe_router.routing.expert_call import ANSWER_TAG
 from coe_router.routing.fallback import RequestCancelled
 from coe_router.routing.time_budget import with_deadline
 from coe_router.serve.protocol import DONE, ProtocolError, chunk, error_event, finish_reason, tool_call_deltas
+from coe_router.tracing.usage import CallUsage
 
 ANSWER_NODES = ("expert", "aggregator", "synthesizer")
-CHARS_PER_TOKEN = 3  # usage estimate for a streamed call whose server reported none (as routing/context_window.py)
 
 
 class DeadlineError(TimeoutError):
@@ -48,26 +46,16 @@ class StreamIdleError(TimeoutError):
     """The graph sent nothing for `--stream-idle-s` seconds."""
 
 
-class RequestWatch(BaseCallbackHandler):
-    """Per-request callback: token usage of every model call, and cancellation of the request's remaining work.
-
-    Usage is what the servers reported; a streamed call whose server reported none (llama.cpp's server does not
-    send usage in streams) is estimated (prompt characters / 3, one token per streamed chunk) and marked so.
-    """
+class RequestWatch(CallUsage):
+    """Per-request callback: token usage of every model call (tracing/usage.py, priced with the service's
+    prices), and cancellation of the request's remaining work."""
 
     raise_error = True  # a cancelled request's next callback raises into the node that runs it
     run_inline = True
 
-    def __init__(self):
-        self._lock = threading.Lock()
+    def __init__(self, prices: dict | None = None):
+        super().__init__(prices)
         self.cancelled = threading.Event()
-        self.prompt = self.completion = 0
-        self.estimated = False
-        self.calls = 0
-        self.by_model: dict[str, list[int]] = {}  # who made each call (expert, else model id) -> [input, output]
-        self._streamed: dict[UUID, int] = {}
-        self._prompt_chars: dict[UUID, int] = {}
-        self._caller: dict[UUID, str] = {}
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -79,67 +67,17 @@ class RequestWatch(BaseCallbackHandler):
     def on_chain_start(self, *args: Any, **kwargs: Any) -> None:
         self._check()
 
-    def on_llm_start(self, serialized: Any, prompts: list[str], *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_start(self, *args: Any, **kwargs: Any) -> None:
         self._check()
-        with self._lock:
-            self._prompt_chars[run_id] = sum(len(p) for p in prompts)
-            self._caller[run_id] = _caller(kwargs.get("metadata"))
+        super().on_llm_start(*args, **kwargs)
 
-    def on_chat_model_start(self, serialized: Any, messages: list, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_chat_model_start(self, *args: Any, **kwargs: Any) -> None:
         self._check()
-        with self._lock:
-            self._prompt_chars[run_id] = sum(len(m.text) + 4 * CHARS_PER_TOKEN for batch in messages for m in batch)
-            self._caller[run_id] = _caller(kwargs.get("metadata"))
+        super().on_chat_model_start(*args, **kwargs)
 
-    def on_llm_new_token(self, token: str, *, run_id: UUID, chunk: Any = None, **kwargs: Any) -> None:
+    def on_llm_new_token(self, *args: Any, **kwargs: Any) -> None:
         self._check()
-        message = getattr(chunk, "message", None)
-        counts = bool(token) or bool(getattr(message, "tool_call_chunks", None))  # not the role or finish chunks
-        with self._lock:
-            self._streamed[run_id] = self._streamed.get(run_id, 0) + counts
-
-    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        counts = None
-        for generations in getattr(response, "generations", None) or []:
-            for generation in generations:
-                message = getattr(generation, "message", None)
-                counts = counts or getattr(message, "usage_metadata", None)
-        with self._lock:
-            chars, streamed = self._prompt_chars.pop(run_id, 0), self._streamed.pop(run_id, None)
-            caller = self._caller.pop(run_id, "")
-            self.calls += 1
-            if counts and (counts.get("input_tokens") or counts.get("output_tokens")):
-                used = (int(counts.get("input_tokens") or 0), int(counts.get("output_tokens") or 0))
-            elif streamed is not None:
-                used = (math.ceil(chars / CHARS_PER_TOKEN), streamed)
-                self.estimated = True
-            else:
-                used = (0, 0)
-            self.prompt += used[0]
-            self.completion += used[1]
-            tally = self.by_model.setdefault(caller, [0, 0])
-            tally[0] += used[0]
-            tally[1] += used[1]
-
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        with self._lock:
-            self._prompt_chars.pop(run_id, None)
-            self._streamed.pop(run_id, None)
-            self._caller.pop(run_id, None)
-
-    def usage(self) -> dict[str, Any]:
-        with self._lock:
-            body: dict[str, Any] = {"prompt_tokens": self.prompt, "completion_tokens": self.completion,
-                                    "total_tokens": self.prompt + self.completion}
-            if self.estimated:
-                body["estimated"] = True
-            return body
-
-
-def _caller(metadata: dict | None) -> str:
-    """Who a model call belongs to: the expert (expert calls carry it), else the model id LangChain records."""
-    metadata = metadata or {}
-    return str(metadata.get("expert") or metadata.get("ls_model_name") or "")
+        super().on_llm_new_token(*args, **kwargs)
 
 
 class GraphEvents:

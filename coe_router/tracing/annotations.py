@@ -4,6 +4,12 @@ The decision is known only halfway through a run (after the router node; the ans
 fallback), while a run's metadata is normally fixed when it starts. Tracers keep every open run until it ends and
 send its tags and metadata with the final update, so the nodes add the decision to the open run named
 `coe-router` (the router's root run; the nearest one when the router is a node of a larger app) before it ends.
+
+Next to it goes what the run cost so far (`cost`: dollars, tokens and the breakdown by caller, or `unpriced`
+naming the models without a price; `cost_dollars`: the total, or "unpriced", a filterable scalar), when the run has
+a priced usage tally among its callbacks (tracing/usage.py: the service's every request; a Python caller's own).
+It is written on the outermost `coe-router` run, whose calls the tally sums; the last node to write it (the
+answering expert, the aggregator, the synthesizer) has seen every call.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from langchain_core.runnables.config import get_callback_manager_for_config
 
 from coe_router.defaults import RUN_NAME
 from coe_router.schema import RoutingDecision
+from coe_router.tracing.usage import CallUsage
 
 DECISION_TAG_PREFIXES = ("task:", "expert:", "mode:")
 
@@ -39,8 +46,14 @@ def decision_metadata(decision: RoutingDecision) -> dict:
     }
 
 
-def _router_runs(config: RunnableConfig | None):
-    """The nearest open `coe-router` run of every tracer of this call (else the trace's root run)."""
+def cost_metadata(cost: dict) -> dict:
+    """A run's cost as flat run metadata: the whole figure, and its total (or "unpriced") to filter on."""
+    return {"cost": cost, "cost_dollars": "unpriced" if cost["dollars"] is None else cost["dollars"]}
+
+
+def _router_runs(config: RunnableConfig | None, outermost: bool = False):
+    """The nearest (or outermost) open `coe-router` run of every tracer of this call (else the trace's root
+    run)."""
     if not config:
         return
     manager = get_callback_manager_for_config(config)
@@ -49,13 +62,42 @@ def _router_runs(config: RunnableConfig | None):
         if not run_map or manager.parent_run_id is None:
             continue
         run = run_map.get(str(manager.parent_run_id))
-        while run is not None and run.name != RUN_NAME and run.parent_run_id is not None:
-            parent = run_map.get(str(run.parent_run_id))
-            if parent is None:
+        found = None
+        while run is not None:
+            if run.name == RUN_NAME:
+                found = run
+                if not outermost:
+                    break
+            if run.parent_run_id is None or (parent := run_map.get(str(run.parent_run_id))) is None:
                 break
             run = parent
-        if run is not None:
-            yield run
+        if found is None:
+            found = run
+        if found is not None:
+            yield found
+
+
+def _tally(config: RunnableConfig | None) -> CallUsage | None:
+    """The priced usage tally among this call's callbacks, if any."""
+    if not config:
+        return None
+    manager = get_callback_manager_for_config(config)
+    return next((h for h in manager.handlers if isinstance(h, CallUsage) and h.prices is not None), None)
+
+
+def annotate_cost(config: RunnableConfig | None) -> int:
+    """Put the cost so far of this call's priced usage tally on the outermost open `coe-router` run of every
+    tracer; a later call replaces it. Returns how many runs were annotated (0 without a tally or tracers)."""
+    tally = _tally(config)
+    cost = tally.run_cost() if tally is not None else None
+    if cost is None:
+        return 0
+    annotated = 0
+    for run in _router_runs(config, outermost=True):
+        run.extra = run.extra or {}
+        run.extra["metadata"] = {**(run.extra.get("metadata") or {}), **cost_metadata(cost)}
+        annotated += 1
+    return annotated
 
 
 def _annotate(config: RunnableConfig | None, metadata: dict, tags: list[str]) -> int:
@@ -73,7 +115,9 @@ def _annotate(config: RunnableConfig | None, metadata: dict, tags: list[str]) ->
 def annotate_router_run(config: RunnableConfig | None, decision: RoutingDecision) -> int:
     """Put `decision` on the nearest open `coe-router` run of every tracer of this call (else on the trace's
     root run); replaces earlier `task:`/`expert:` tags, so the last word (after fallbacks) wins. Returns how many
-    runs were annotated (0 without tracers)."""
+    runs were annotated (0 without tracers). With a priced usage tally, the cost so far goes with it
+    (`annotate_cost`)."""
+    annotate_cost(config)
     return _annotate(config, decision_metadata(decision), [f"task:{decision.task}", f"expert:{decision.expert}"])
 
 
@@ -84,4 +128,5 @@ def annotate_plan_run(config: RunnableConfig | None, steps: list, answered_by: s
     experts = list(dict.fromkeys([*(step.expert for step in steps), answered_by]))
     metadata = {"mode": "plan", "answered_by": answered_by, "plan_tasks": [s.task for s in steps],
                 "plan_experts": [s.expert for s in steps]}
+    annotate_cost(config)
     return _annotate(config, metadata, ["mode:plan", *(f"task:{t}" for t in tasks), *(f"expert:{e}" for e in experts)])

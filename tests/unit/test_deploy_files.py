@@ -1,6 +1,8 @@
 """The deploy recipe as far as it can be checked without containers or a GPU: the compose file parses and pins
-every image, vLLM is started with flags vLLM documents, the router config it mounts loads, the pieces name each
-other consistently, and LangGraph's CLI accepts the Agent Server config. None of this runs a container."""
+every image, every file it mounts is in the repository, vLLM is started with flags vLLM documents, the router
+config it mounts loads, Prometheus scrapes every replica's metrics path and Grafana is provisioned with that
+Prometheus and the dashboard that exists, the pieces name each other consistently, and LangGraph's CLI accepts the
+Agent Server config. None of this runs a container or pulls an image."""
 
 from __future__ import annotations
 
@@ -18,14 +20,16 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 DOC = ROOT / "docs" / "DEPLOY.md"
 
-# Public images the compose file may name: each tag was checked against the project's published tags and docs
-# (docs/DEPLOY.md, "Images"). Images built from this repository are listed apart.
+# Public images the compose file may name: each tag is a published one (docs/DEPLOY.md, "Images"; none is pulled
+# by the tests). Images built from this repository are listed apart.
 PUBLIC_IMAGES = {
     "nginx:1.27-alpine",
     "postgres:16.4",
     "chromadb/chroma:1.5.9",
     "vllm/vllm-openai:v0.11.0",
     "redis:7.4",
+    "prom/prometheus:v2.53.0",
+    "grafana/grafana:11.1.0",
 }
 BUILT_HERE = {
     "coe-router:0.1.0": "deploy/Dockerfile",
@@ -82,6 +86,100 @@ def test_the_compose_file_pins_every_image(compose):
         assert image in PUBLIC_IMAGES or image in BUILT_HERE, f"{name}: {image} is neither checked nor built here"
         if image in BUILT_HERE:
             assert (ROOT / BUILT_HERE[image]).is_file()
+
+
+def test_every_public_image_is_in_the_docs_table(compose):
+    doc = DOC.read_text()
+    for service in compose["services"].values():
+        assert f"| `{service['image']}` |" in doc, f"{service['image']} is not in docs/DEPLOY.md, \"Images\""
+
+
+# Folders the compose file mounts that the operator provides (docs/DEPLOY.md says so): nothing else may be missing.
+PROVIDED_BY_YOU = {"./adapters"}
+
+
+def _mounts(service: dict) -> list[tuple[str, str]]:
+    """(source, target) of each of a service's volumes (`source:target[:mode]`)."""
+    return [(volume.split(":")[0], volume.split(":")[1]) for volume in service.get("volumes") or []]
+
+
+def test_every_mounted_file_is_in_the_repository_and_every_volume_is_declared(compose):
+    declared = set(compose.get("volumes") or {})
+    doc = DOC.read_text()
+    for name, service in compose["services"].items():
+        for source, target in _mounts(service):
+            assert target.startswith("/"), f"{name}: {target}"
+            if not source.startswith("."):
+                assert source in declared, f"{name}: the volume {source} is not declared"
+            elif source in PROVIDED_BY_YOU:
+                assert f"deploy/{source.removeprefix('./')}/" in doc, f"{source} is not documented as yours"
+            else:
+                assert (DEPLOY / source).exists(), f"{name}: {source} is not in the repository"
+
+
+def _replicas(compose: dict) -> dict[str, dict]:
+    return {name: s for name, s in compose["services"].items() if s.get("image") == "coe-router:0.1.0"}
+
+
+def _shell_flag(command: str, flag: str) -> str:
+    match = re.search(rf"{re.escape(flag)}=(\S+)", command)
+    assert match, f"{flag} not in {command!r}"
+    return match.group(1)
+
+
+def test_prometheus_scrapes_every_replica_on_its_port_and_the_services_metrics_path(compose):
+    from coe_router.serve.app import create_app
+    from coe_router.serve.auth import needs_token
+
+    config = yaml.safe_load((DEPLOY / "prometheus.yml").read_text())
+    (job,) = config["scrape_configs"]
+    targets = [target for group in job["static_configs"] for target in group["targets"]]
+    ports = {name: service["command"][service["command"].index("--port") + 1]
+             for name, service in _replicas(compose).items()}
+    assert sorted(targets) == sorted(f"{name}:{port}" for name, port in ports.items())
+    paths = {route.path for route in create_app(lambda: None, token_env=None).routes}
+    assert job["metrics_path"] == "/metrics" and job["metrics_path"] in paths
+    # the token the replicas read, handed to the scraper by file: the path the prometheus service writes at start
+    assert needs_token(job["metrics_path"]) and job["authorization"]["type"] == "Bearer"
+    prometheus = compose["services"]["prometheus"]
+    (command,) = prometheus["command"]
+    assert prometheus["entrypoint"] == ["/bin/sh", "-c"]
+    assert f'"$${{COE_API_TOKEN}}" > {job["authorization"]["credentials_file"]}' in command
+    assert prometheus["environment"]["COE_API_TOKEN"] == "${COE_API_TOKEN:-}"
+    assert all(s["environment"]["COE_API_TOKEN"] == "${COE_API_TOKEN:-}" for s in _replicas(compose).values())
+    assert "credentials:" not in (DEPLOY / "prometheus.yml").read_text()  # no secret in the file
+    mounted = dict((target, source) for source, target in _mounts(prometheus))
+    assert mounted[_shell_flag(command, "--config.file")] == "./prometheus.yml"
+    assert _shell_flag(command, "--web.listen-address") == ":9090" and "9090:9090" in prometheus["ports"]
+    assert set(prometheus["depends_on"]) == set(ports)
+
+
+def test_grafana_is_provisioned_with_that_prometheus_and_the_dashboard_that_exists(compose):
+    grafana = compose["services"]["grafana"]
+    mounted = dict((target, source) for source, target in _mounts(grafana))
+    sources = mounted["/etc/grafana/provisioning/datasources"], mounted["/etc/grafana/provisioning/dashboards"]
+    (datasources,) = [yaml.safe_load(p.read_text()) for p in sorted((DEPLOY / sources[0]).glob("*.y*ml"))]
+    (providers,) = [yaml.safe_load(p.read_text()) for p in sorted((DEPLOY / sources[1]).glob("*.y*ml"))]
+    assert datasources["apiVersion"] == 1 and providers["apiVersion"] == 1
+    (source,) = datasources["datasources"]
+    url = urlsplit(source["url"])
+    prometheus = compose["services"]["prometheus"]
+    assert source["type"] == "prometheus" and source["isDefault"] and source["access"] == "proxy"
+    assert url.hostname == "prometheus" and url.hostname in compose["services"]
+    assert f":{url.port}" == _shell_flag(prometheus["command"][0], "--web.listen-address")
+    assert "prometheus" in grafana["depends_on"]
+    (provider,) = providers["providers"]
+    assert provider["type"] == "file"
+    folder = provider["options"]["path"].rstrip("/")
+    dashboards = {target: source for target, source in mounted.items() if target.startswith(folder + "/")}
+    assert dashboards, f"nothing is mounted in {folder}"
+    for target, path in dashboards.items():
+        assert target.endswith(".json") and (DEPLOY / path).resolve() == DEPLOY / "grafana" / "coe-router-dashboard.json"
+        dashboard = json.loads((DEPLOY / path).read_text())
+        assert dashboard["uid"] and dashboard["panels"]
+        (variable,) = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
+        assert variable["query"] == source["type"]  # the variable picks the provisioned (default) datasource
+        assert {panel["datasource"]["uid"] for panel in dashboard["panels"]} == {"${%s}" % variable["name"]}
 
 
 def test_the_chroma_server_image_matches_the_client_the_router_is_tested_with(compose):

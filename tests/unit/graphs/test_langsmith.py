@@ -1,5 +1,5 @@
 """LangSmith traces, as LangSmith receives them: the router's run is named `coe-router` and carries the routing
-decision as metadata and `task:`/`expert:` tags.
+decision as metadata and `task:`/`expert:` tags, and with a priced usage tally what the run cost.
 
 langsmith's own Client and LangChain's LangChainTracer send the trace to a local server (tests/langsmith_capture.py)
 that decodes every ingest endpoint the client uses; nothing leaves 127.0.0.1.
@@ -13,9 +13,11 @@ from langchain_core.tracers.langchain import LangChainTracer
 
 from coe_router import CoERouterChatModel, build_graph, load_config
 from coe_router.defaults import ROUTER_TAG, RUN_NAME
+from coe_router.serve.costs import call_prices
+from coe_router.tracing.usage import CallUsage
 from tests.fakes import FailingChat, ScriptedChat
 from tests.langsmith_capture import LangSmithCapture
-from tests.unit.conftest import write_config
+from tests.unit.conftest import CONFIG, write_config
 
 MATH = "solve the equation 5x = 10"
 DECISION_KEYS = {"task", "confidence", "classifier", "expert", "routed_expert", "fallbacks", "fallback_used",
@@ -295,3 +297,81 @@ def test_planned_run_root_carries_the_plan_and_each_step_its_own_decision(langsm
         ("math", "mathematician"), ("code", "coder")]
     assert [decision_tags(run) for run in steps] == [["expert:mathematician", "task:math"],
                                                      ["expert:coder", "task:code"]]
+
+
+# -- the run's cost, next to the decision ---------------------------------------------------------------------------
+
+class ModelNamedChat(ScriptedChat):
+    """A scripted model that names its model id on its runs (`ls_model_name`), as ChatOpenAI does."""
+
+    def _get_ls_params(self, stop=None, **kwargs):
+        return {**super()._get_ls_params(stop=stop, **kwargs), "ls_model_name": "p"}
+
+
+def priced(tmp_path, **prices):
+    """The test config with dollars per 1M tokens on the models named (the others unpriced)."""
+    models = {name: {**spec, **({"price_per_1m_tokens": prices[name]} if name in prices else {})}
+              for name, spec in CONFIG["models"].items()}
+    return load_config(write_config(tmp_path, models=models))
+
+
+def test_a_priced_run_carries_its_cost_next_to_the_decision(langsmith, tmp_path, store):
+    config = priced(tmp_path, **{"math-model": 2.0})
+    traced = langsmith()
+    usage = CallUsage(call_prices(config))
+    result = build_graph(config, models=experts(), store=store).invoke(
+        {"query": MATH}, config={"callbacks": [usage, traced.tracer]})
+    root = the_root(traced.flush())
+    assert_carries(root, result["decision"])
+    cost = metadata(root)["cost"]
+    used_in, used_out = usage.by_model["mathematician"]
+    dollars = (used_in + used_out) * 2.0 / 1e6
+    assert used_in > 0 and used_out > 0
+    assert cost["dollars"] == pytest.approx(dollars) and metadata(root)["cost_dollars"] == pytest.approx(dollars)
+    assert cost["unpriced"] == [] and cost["by_model"] == {"mathematician": pytest.approx(dollars)}
+    assert cost["tokens"] == {"input": used_in, "output": used_out,
+                              "by_model": {"mathematician": {"input": used_in, "output": used_out}}}
+    assert cost == {**usage.cost(), "tokens": cost["tokens"]}              # the response's figure, and its tokens
+
+
+def test_an_unpriced_run_says_so_instead_of_counting_nothing(langsmith, tmp_path, store):
+    config = priced(tmp_path, **{"math-model": 2.0})                       # the generalist's model has no price
+    traced = langsmith()
+    graph = build_graph(config, models=experts(math=FailingChat()), store=store)
+    result = graph.invoke({"query": MATH}, config={"callbacks": [CallUsage(call_prices(config)), traced.tracer]})
+    root = the_root(traced.flush())
+    assert result["decision"].expert == "generalist"
+    meta = metadata(root)
+    assert meta["cost_dollars"] == "unpriced"
+    assert meta["cost"]["dollars"] is None and meta["cost"]["unpriced"] == ["generalist"]
+    assert meta["cost"]["by_model"] == {"generalist": None}                # the failed call used nothing
+
+
+def test_without_a_priced_tally_a_run_carries_no_cost(langsmith, config, store):
+    traced = langsmith()
+    build_graph(config, models=experts(), store=store).invoke(
+        {"query": MATH}, config={"callbacks": [CallUsage(), traced.tracer]})
+    assert "cost" not in metadata(the_root(traced.flush()))
+
+
+def test_a_planned_run_carries_the_cost_of_every_step_on_its_root_only(langsmith, tmp_path, store):
+    base = priced(tmp_path, **{"math-model": 1.0, "code-model": 1.0})
+    plan_config = base.replace(
+        mode="plan",
+        models={**base.model_dump(by_alias=True)["models"],
+                "planner-model": {"provider": "openai", "model": "p", "base_url": "http://127.0.0.1:9/v1",
+                                  "price_per_1m_tokens": 1.0}},
+        planner={"model": "planner-model", "max_steps": 3},
+    )
+    planner = ModelNamedChat(reply=lambda p: "FINAL" if p.startswith("Experts worked") else json.dumps(PLAN), seen=[])
+    traced = langsmith()
+    usage = CallUsage(call_prices(plan_config))
+    graph = build_graph(plan_config, models={**experts(), "planner-model": planner}, store=store)
+    graph.invoke({"query": "sum 1..10 then code it"}, config={"callbacks": [usage, traced.tracer]})
+    runs = traced.flush()
+    root = the_root(runs)
+    tokens = sum(used_in + used_out for used_in, used_out in usage.by_model.values())
+    assert set(usage.by_model) == {"mathematician", "coder", "p"}          # the planner's calls by its model id
+    assert metadata(root)["cost_dollars"] == pytest.approx(tokens * 1.0 / 1e6)
+    steps = [run for run in runs.values() if run["name"] == RUN_NAME and run.get("parent_run_id")]
+    assert len(steps) == 2 and all("cost" not in metadata(run) for run in steps)
