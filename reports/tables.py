@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from coe_router.evaluation.curves import span_text
+
 if TYPE_CHECKING:
     from coe_router.evaluation.curves import CurveReport
     from coe_router.evaluation.leaderboard import Leaderboard
@@ -153,13 +155,6 @@ def _setting(point, strong_cost: float) -> str:
     return f"lambda={point.cost_weight:g}: {point.accuracy:.2f}% at {point.cost:.3f} ({100 * point.cost / strong_cost:.0f}%)"
 
 
-def _span(interval: list | None, unit: str = "") -> str:
-    if not interval:
-        return ""
-    low, high = interval
-    return f" [{low:g}{unit}, {f'{high:g}{unit}' if high is not None else 'not reached'}]"
-
-
 def curve_summary_table(report: CurveReport) -> str:
     """Per router and for the mix of single models: APGR, CPT(50%/80%) and RouteLLM's call share, each with its
     bootstrap 95% interval, the cheapest setting matching the best single and the best one within its cost."""
@@ -167,12 +162,12 @@ def curve_summary_table(report: CurveReport) -> str:
     curves = [*report.routers, *([report.mix_of_singles] if report.mix_of_singles is not None else [])]
     for curve in curves:
         cpt = [(f"{c.percent_of_strong:.1f}%" if c is not None else "not reached")
-               + _span(curve.cpt_interval[g] if g < len(curve.cpt_interval) else None, "%")
+               + span_text(curve.cpt_interval[g] if g < len(curve.cpt_interval) else None, "%")
                for g, c in enumerate(curve.cpt)]
         calls = [(f"{c.strong_share:.1f}%" if c is not None else "not reached")
-                 + _span(curve.calls_interval[g] if g < len(curve.calls_interval) else None, "%")
+                 + span_text(curve.calls_interval[g] if g < len(curve.calls_interval) else None, "%")
                  for g, c in enumerate(curve.calls)]
-        apgr = (f"{curve.apgr:.3f}" + _span(curve.apgr_interval)) if curve.apgr is not None else "-"
+        apgr = (f"{curve.apgr:.3f}" + span_text(curve.apgr_interval)) if curve.apgr is not None else "-"
         singles = curve is report.mix_of_singles
         rows.append([curve.router, apgr, *cpt, *calls,
                      "-" if singles else _setting(curve.matches_best_single, report.strong.cost),

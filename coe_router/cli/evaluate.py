@@ -361,14 +361,12 @@ def _eval_calibrate(args: argparse.Namespace) -> int:
 
     from coe_router.evaluation.calibration import calibrate_cost_weight, held_out_estimates, strong_share
     from coe_router.evaluation.replay_routers import BestSingleRouter
-    from coe_router.routing.query_router import KnnRouter
 
     setup = _Setup(args, need_vectors=True)
     bench, _, _ = setup.bench(args, setup.pools[""])
     if bench.prices is None:
         raise ValueError("coe eval calibrate needs --prices (or per-query costs): a cost weight trades score for price")
-    knn = KnnRouter(bench.models, bench.train_vectors, bench.train.scores, bench.train.categories.tolist(),
-                    bench.knn_params.model_copy(update={"cost_weight": 0.0}), bench.prices)
+    knn = bench.knn_router(cost_weight=0.0, router="calibrate")
     strong = BestSingleRouter.fit(bench.models, bench.train.scores, bench.prices).choice
     calibration = calibrate_cost_weight(knn, held_out_estimates(knn), strong, args.strong_share)
     test_expected = knn.expected_scores(*knn.neighbours(bench.test_vectors))
@@ -395,11 +393,7 @@ def _slug(name: str) -> str:
 
 def _curve_summary(curve) -> str:
     """`APGR 0.61 [0.52, 0.70]  CPT(50%) 23.1% [..]  calls(50%) 12.0% [..] ...`: each figure with its interval."""
-    def span(interval) -> str:
-        if not interval:
-            return ""
-        low, high = interval
-        return f" [{low:g}, {high:g}]" if high is not None else f" [{low:g}, not reached]"
+    from coe_router.evaluation.curves import span_text as span
 
     parts = [f"APGR {curve.apgr}{span(curve.apgr_interval)}" if curve.apgr is not None else "APGR -"]
     for g, c in enumerate(curve.cpt):

@@ -34,7 +34,7 @@ from coe_router.evaluation.bootstrap import BOOTSTRAP_SAMPLES, Interval, paired_
 from coe_router.evaluation.leaderboard import rank_models
 from coe_router.evaluation.replay import ReplayBench, pick_shares
 from coe_router.evaluation.replay_routers import BestSingleRouter, TaskMapRouter
-from coe_router.routing.query_router import KnnRouter, argmax_with_ties
+from coe_router.routing.query_router import argmax_with_ties
 
 DEFAULT_WEIGHTS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
 CURVE_ROUTERS = ("knn-router", "category", "two-stage", "mf-router")
@@ -137,9 +137,7 @@ def cascade(bench: ReplayBench, costs: np.ndarray, weak: int, strong: int,
     neighbourhood) is below the threshold; an escalated query pays both calls and gets the strong model's answer.
     The recorded data has no judge of the cheap answer itself, so the escalation reads the query-level estimate:
     the sweep measures what paying for both calls costs against routing on the same estimate directly."""
-    bench._need_vectors(CASCADE)
-    knn = KnnRouter(bench.models, bench.train_vectors, bench.train.scores, bench.train.categories.tolist(),
-                    bench.knn_params.model_copy(update={"cost_weight": 0.0}), bench.prices)
+    knn = bench.knn_router(cost_weight=0.0, router=CASCADE)
     estimate = knn.expected_scores(*knn.neighbours(bench.test_vectors))[:, weak]
     scores = bench.test.scores
     routed = []
@@ -214,17 +212,11 @@ def sweep(bench: ReplayBench, weights: Sequence[float], routers: Sequence[str] =
     choices: dict[str, list[np.ndarray]] = {}
     for router in routers:
         if router == "knn-router":
-            bench._need_vectors(router)
-            knn = KnnRouter(bench.models, bench.train_vectors, bench.train.scores, bench.train.categories.tolist(),
-                            bench.knn_params.model_copy(update={"cost_weight": 0.0}), bench.prices)
+            knn = bench.knn_router(cost_weight=0.0)
             expected = knn.expected_scores(*knn.neighbours(bench.test_vectors))
             choices[router] = [knn.choose(expected, w) for w in weights]
         elif router == "mf-router":
-            bench._need_vectors(router)
-            from coe_router.routing.mf_router import MatrixFactorizationRouter
-
-            mf = MatrixFactorizationRouter(bench.models, bench.train_vectors, bench.train.scores,
-                                           bench.train.categories.tolist(), bench.mf_params, bench.prices)
+            mf = bench.mf_router
             expected = mf.expected_scores(bench.test_vectors, bench.test.categories.tolist())
             penalty = bench.price_array / bench.price_array.max()
             choices[router] = [argmax_with_ties(expected - w * penalty, mf.order) for w in weights]
@@ -321,6 +313,14 @@ def _summary_intervals(curves: list[RouterCurve], routed: dict[str, list[Routed]
         curve.apgr_interval = [round(float(v), 4) for v in np.percentile(areas, [2.5, 97.5])]
         curve.cpt_interval = [_reach_interval(values) for values in cpts]
         curve.calls_interval = [_reach_interval(values) for values in calls]
+
+
+def span_text(interval: list | None, unit: str = "") -> str:
+    """` [low, high]` of a summary's interval (`high` "not reached" when missing), "" without one."""
+    if not interval:
+        return ""
+    low, high = interval
+    return f" [{low:g}{unit}, {f'{high:g}{unit}' if high is not None else 'not reached'}]"
 
 
 def _reach_interval(values: list[float | None]) -> list[float | None] | None:

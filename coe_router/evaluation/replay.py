@@ -199,6 +199,23 @@ class ReplayBench:
         return classification_report(self.test.categories, [d.task for d in self.decisions], classifier=kind,
                                      k=self.classifier_k)
 
+    def knn_router(self, cost_weight: float | None = None, router: str = "knn-router") -> KnnRouter:
+        """The knn-router on the training memory with the bench's settings; `cost_weight` replaces theirs (the
+        curves sweep it from 0)."""
+        self._need_vectors(router)
+        params = self.knn_params if cost_weight is None else self.knn_params.model_copy(update={"cost_weight": cost_weight})
+        return KnnRouter(self.models, self.train_vectors, self.train.scores, self.train.categories.tolist(), params,
+                         self.prices)
+
+    @cached_property
+    def mf_router(self):
+        """The matrix-factorisation router trained on the training split (once: replay and the curves share it)."""
+        from coe_router.routing.mf_router import MatrixFactorizationRouter
+
+        self._need_vectors("mf-router")
+        return MatrixFactorizationRouter(self.models, self.train_vectors, self.train.scores,
+                                         self.train.categories.tolist(), self.mf_params, self.prices)
+
     def _need_vectors(self, router: str) -> None:
         if self.train_vectors is None or self.test_vectors is None:
             raise ValueError(f"router {router!r} needs question embeddings")
@@ -248,10 +265,7 @@ class ReplayBench:
                                 classifier_accuracy=self.classifier_report.accuracy,
                                 params={"classifier": self.classifier_report.classifier, "k": self.classifier_k})
         if router == "knn-router":
-            self._need_vectors(router)
-            knn = KnnRouter(self.models, self.train_vectors, self.train.scores, self.train.categories.tolist(),
-                            self.knn_params, self.prices)
-            return self._result(router, knn.route(self.test_vectors), params=self.knn_params.model_dump())
+            return self._result(router, self.knn_router().route(self.test_vectors), params=self.knn_params.model_dump())
         if router == "learned-router":
             return self._learned()
         if router == "mf-router":
@@ -275,12 +289,7 @@ class ReplayBench:
                             params={**params.model_dump(), **tuning.model_dump(exclude={"blend", "task_prior_strength"})})
 
     def _matrix_factorization(self) -> ReplayResult:
-        from coe_router.routing.mf_router import MatrixFactorizationRouter
-
-        self._need_vectors("mf-router")
-        router = MatrixFactorizationRouter(self.models, self.train_vectors, self.train.scores,
-                                           self.train.categories.tolist(), self.mf_params, self.prices)
-        return self._result("mf-router", router.route(self.test_vectors, self.test.categories.tolist()),
+        return self._result("mf-router", self.mf_router.route(self.test_vectors, self.test.categories.tolist()),
                             params=self.mf_params.model_dump())
 
     def _random(self) -> ReplayResult:
