@@ -185,9 +185,10 @@ class KnnRouter:
         """(n, models) each query's known task's accuracy per model; the global accuracy for tasks not in memory."""
         memory = self.memory
         index = {t: i for i, t in enumerate(self.task_names)}
-        rows = [memory.task_accuracy[index[t]] if t in index and (memory.task_ids == index[t]).any()
-                else memory.global_accuracy for t in map(str, tasks)]
-        return np.array(rows).reshape(len(rows), len(self.models))
+        rows = np.array([index.get(t, -1) for t in map(str, tasks)], dtype=int)
+        in_memory = np.bincount(memory.task_ids, minlength=len(self.task_names)) > 0
+        known = (rows >= 0) & in_memory[np.maximum(rows, 0)]
+        return np.where(known[:, None], memory.task_accuracy[np.maximum(rows, 0)], memory.global_accuracy)
 
     def task_posterior(self, idx: np.ndarray, sims: np.ndarray, task_k: int) -> np.ndarray:
         """P(task | query): the similarity-weighted label vote of the nearest `task_k` (the knn classifier's vote)."""
