@@ -67,7 +67,8 @@ def build_two_stage_graph(
     retrieve = (lambda text: store.search(text, k)) if store is not None else None
     builder = StateGraph(RouterState, input_schema=InputState, output_schema=OutputState,
                          context_schema=RouterContext)
-    builder.add_node("intake", make_intake_node(max_query_chars, pool.names, tasks))
+    prefetch = store.prefetch if store is not None else None
+    builder.add_node("intake", make_intake_node(max_query_chars, pool.names, tasks, prefetch))
     builder.add_node("retriever", make_retriever_node(store, k))
     builder.add_node("classifier", make_classifier_node(classifier, tasks, retrieve, threshold))
     builder.add_node("router", make_router_node(pool, review_unknown, fanout, prices, query_router))

@@ -25,18 +25,24 @@ def last_human(messages) -> HumanMessage | None:
 
 
 def make_intake_node(max_query_chars: int, experts: Callable[[], Iterable[str]],
-                     tasks: Iterable[str]) -> Callable[..., dict]:
+                     tasks: Iterable[str], prefetch: Callable[[str], None] | None = None) -> Callable[..., dict]:
     """`experts` is called per run (the live pool may change); `tasks` are the configured tasks. A `configurable`
-    key that misspells a context field is refused too (see graphs/context.misspelt_context_keys)."""
+    key that misspells a context field is refused too (see graphs/context.misspelt_context_keys). `prefetch`
+    (the retriever's `ExampleStore.prefetch`) starts the query's embedding once the query is valid, so it runs
+    beside LangGraph's step to the retriever (coe_router/retrieval/prefetch.py)."""
     tasks = list(tasks)
+    start = prefetch or (lambda _query: None)
 
     def intake(state: RouterState, config: RunnableConfig, runtime: Runtime[RouterContext]) -> dict:
         check_configurable(config.get("configurable"))
         check_context(run_context(runtime), experts(), tasks)
         turn = last_human(state.get("messages"))
         if turn is not None and turn.id != state.get("routed_message_id"):
-            return {"query": check_query(turn.text, max_query_chars), "routed_message_id": turn.id}
+            query = check_query(turn.text, max_query_chars)
+            start(query)
+            return {"query": query, "routed_message_id": turn.id}
         query = check_query(state.get("query"), max_query_chars)
+        start(query)
         message = HumanMessage(query, id=str(uuid.uuid4()))
         return {"query": query, "messages": [message], "routed_message_id": message.id}
 

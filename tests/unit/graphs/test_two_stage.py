@@ -100,3 +100,29 @@ def test_decide_gives_the_graphs_decision_without_asking_an_expert(config, store
     decision = decide(graph, "solve the equation 3x + 1 = 16 for x")
     assert decision.task == "math" and decision.expert == "mathematician" and decision.retrieved
     assert decide(graph, "solve 2x = 4", context={"expert": "coder"}).expert == "coder"
+
+
+def test_intake_starts_the_query_embedding_for_valid_queries_only(config, tmp_path):
+    import pytest
+
+    from coe_router.inputs import InvalidQueryError
+    from coe_router.retrieval.batching import BatchingEncoder
+    from coe_router.retrieval.lru import EmbeddingLRU
+    from coe_router.retrieval.store import ExampleStore, chroma_collection
+    from tests.fakes import RecordingEncoder
+    from tests.unit.conftest import EXAMPLES
+
+    inner = RecordingEncoder()
+    with BatchingEncoder(inner, cache=EmbeddingLRU()) as encoder:
+        store = ExampleStore(chroma_collection("prefetched", tmp_path / "chroma"), encoder)
+        store.add(EXAMPLES)
+        graph = build_graph(config, models=fake_models(), store=store)
+        started = []
+        prefetch = encoder.prefetch
+        encoder.prefetch = lambda text: started.append(text) or prefetch(text)
+        result = graph.invoke({"query": "solve the equation 3x + 1 = 16 for x"})
+        with pytest.raises(InvalidQueryError):
+            graph.invoke({"query": "   "})
+    assert started == ["solve the equation 3x + 1 = 16 for x"]
+    assert inner.batches.count(["solve the equation 3x + 1 = 16 for x"]) == 1  # one embedding, not two
+    assert result["decision"].task == "math"
