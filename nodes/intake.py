@@ -9,9 +9,9 @@ the intake remembers its message id, so on a thread a new `query` is told apart 
 from __future__ import annotations
 
 import uuid
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
-from langchain_core.messages import HumanMessage
+from langchain_core.messages import HumanMessage, convert_to_messages
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
@@ -22,6 +22,34 @@ from coe_router.inputs import check_query
 
 def last_human(messages) -> HumanMessage | None:
     return next((m for m in reversed(messages or []) if isinstance(m, HumanMessage)), None)
+
+
+def input_query(inputs: Any) -> str | None:
+    """The text the intake will route for the run input `inputs`, where the input alone tells: the last human turn
+    of its `messages`, else its `query`; None when it does not (no such key, a malformed message)."""
+    if not isinstance(inputs, dict):
+        return None
+    if inputs.get("messages"):
+        try:
+            turn = last_human(convert_to_messages(inputs["messages"]))
+        except (ValueError, TypeError, NotImplementedError):  # the intake reports a malformed message itself
+            return None
+        return turn.text if turn is not None else None
+    query = inputs.get("query")
+    return query if isinstance(query, str) else None
+
+
+def make_input_prefetch(prefetch: Callable[[str], None], max_query_chars: int) -> Callable[[Any], None]:
+    """`prefetch` of the query a run input carries, for callers that hold the input before the graph starts
+    (`decide`, `coe serve`): the embedding then runs beside LangGraph's start-up too, not only beside the step
+    from intake to retriever. A text the intake would refuse is not embedded."""
+
+    def prefetch_input(inputs: Any) -> None:
+        query = input_query(inputs)
+        if query is not None and query.strip() and len(query) <= max_query_chars:
+            prefetch(query)
+
+    return prefetch_input
 
 
 def make_intake_node(max_query_chars: int, experts: Callable[[], Iterable[str]],

@@ -126,3 +126,20 @@ def test_intake_starts_the_query_embedding_for_valid_queries_only(config, tmp_pa
     assert started == ["solve the equation 3x + 1 = 16 for x"]
     assert inner.batches.count(["solve the equation 3x + 1 = 16 for x"]) == 1  # one embedding, not two
     assert result["decision"].task == "math"
+
+
+def test_decide_starts_the_embedding_from_the_run_input_before_the_graph_runs(config, store):
+    from coe_router import decide
+    from coe_router.nodes.intake import input_query
+
+    started = []
+    store.prefetch = started.append  # what graph.prefetch hands a valid query to
+    graph = build_graph(config, models=fake_models(), store=store)
+    assert decide(graph, "solve the equation 3x + 1 = 16 for x").task == "math"
+    assert started[0] == "solve the equation 3x + 1 = 16 for x"
+    assert input_query({"messages": [{"role": "user", "content": "hi there"}]}) == "hi there"
+    assert input_query({"messages": [{"role": "nobody", "content": "x"}]}) is None  # the intake reports it
+    assert input_query({"query": 3}) is None and input_query("text") is None
+    graph.prefetch({"query": "x" * (config.limits.max_query_chars + 1)})  # the intake would refuse it: not embedded
+    graph.prefetch({"query": "   "})
+    assert started == ["solve the equation 3x + 1 = 16 for x"] * 2  # decide(), then the intake (a no-op there)
