@@ -12,7 +12,7 @@ client. No database, no Redis: what LiteLLM does without them.
 Checked: a chat completion and a stream answered by coe serve through the proxy (its `coe` body field and
 `x-coe-*` headers passed on, LiteLLM's cost from the config's prices); unknown and missing keys refused (401);
 per-key requests and tokens per minute (429 with `Retry-After`, other keys still answered, the refused request
-never reaching coe serve); a deployment's rpm for all keys together; a deployment's budget; a bad keys file
+never reaching coe serve; a tpm below one request's estimate refusing the first); a deployment's rpm for all keys together; a deployment's budget; a bad keys file
 stopping the proxy at start; and, with the master key alone, that any other key needs a database (virtual keys
 need PostgreSQL and Prisma's engines, which `prisma generate` downloads: not run here).
 """
@@ -48,13 +48,15 @@ if not (LITELLM.is_file() and os.access(LITELLM, os.X_OK)):
 ROMAN = [{"role": "user", "content": "who was the first roman emperor?"}]
 MASTER_KEY = "sk-master-" + "7Qm2Zr" * 6
 SECRETS = {"COE_KEY_LITELLM": "sk-coe-for-litellm-41d0", "LITELLM_KEY_TEAM_A": "sk-team-a-9c2e",
-           "LITELLM_KEY_OPEN": "sk-open-5f7a", "LITELLM_KEY_OTHER": "sk-other-e81b"}
+           "LITELLM_KEY_OPEN": "sk-open-5f7a", "LITELLM_KEY_OTHER": "sk-other-e81b",
+           "LITELLM_KEY_TINY": "sk-tiny-27c4"}
 BATCH = "sk-batch-by-hash-0b3d"  # given in the keys file by its SHA-256 only
 PROXY_KEYS = [
     {"name": "team-a", "key_env": "LITELLM_KEY_TEAM_A", "rpm": 2},
     {"name": "batch", "key_sha256": hashlib.sha256(BATCH.encode()).hexdigest(), "tpm": 50},
     {"name": "open", "key_env": "LITELLM_KEY_OPEN"},
     {"name": "other", "key_env": "LITELLM_KEY_OTHER"},
+    {"name": "tiny", "key_env": "LITELLM_KEY_TINY", "tpm": 5},
 ]
 # Variables that would give LiteLLM a database, a Redis or another master key from the caller's environment.
 SCRUBBED = ("DATABASE_URL", "DIRECT_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_URL")
@@ -253,6 +255,13 @@ def test_a_key_over_its_tokens_per_minute_is_refused_after_the_answer_that_spent
     refusal = _refused(keyed, BATCH)
     assert _retry_after(refusal) >= 1 and "Limit type: tokens" in refusal.response.json()["error"]["message"]
     assert _ask(keyed, SECRETS["LITELLM_KEY_OPEN"]).parse().choices[0].message.content
+
+
+def test_a_tpm_below_one_requests_estimate_refuses_even_the_first_request(keyed):
+    """Unlike coe serve (which counts an answer's tokens after it), LiteLLM reserves a request's estimated tokens
+    before the call: with tpm 5 nothing fits."""
+    refusal = _refused(keyed, SECRETS["LITELLM_KEY_TINY"])
+    assert _retry_after(refusal) >= 1 and "Limit type: tokens" in refusal.response.json()["error"]["message"]
 
 
 def _in_one_minute(seconds: float = 10) -> None:
