@@ -14,7 +14,6 @@ from langgraph.types import Send
 
 from coe_router.defaults import MAX_QUERY_CHARS, RUN_NAME
 from coe_router.graphs.context import RouterContext
-from coe_router.nodes.intake import make_input_prefetch
 from coe_router.nodes import (
     make_aggregator_node,
     make_classifier_node,
@@ -68,8 +67,7 @@ def build_two_stage_graph(
     retrieve = (lambda text: store.search(text, k)) if store is not None else None
     builder = StateGraph(RouterState, input_schema=InputState, output_schema=OutputState,
                          context_schema=RouterContext)
-    prefetch = getattr(store, "prefetch", None)  # a duck-typed store without one: the retriever embeds as before
-    builder.add_node("intake", make_intake_node(max_query_chars, pool.names, tasks, prefetch))
+    builder.add_node("intake", make_intake_node(max_query_chars, pool.names, tasks))
     builder.add_node("retriever", make_retriever_node(store, k))
     builder.add_node("classifier", make_classifier_node(classifier, tasks, retrieve, threshold))
     builder.add_node("router", make_router_node(pool, review_unknown, fanout, prices, query_router))
@@ -87,6 +85,4 @@ def build_two_stage_graph(
     graph = builder.compile(checkpointer=checkpointer, name=name)
     graph.pool = pool  # push/pop experts on the live graph: graph.pool.add(...), graph.pool.remove(...)
     graph.query_router = query_router  # served feedback adds to its memory (coe_router/feedback.py)
-    # a run input's query embedding, started before the graph runs (decide() and coe serve call it); None: no retriever
-    graph.prefetch = make_input_prefetch(prefetch, max_query_chars) if prefetch is not None else None
     return graph

@@ -91,8 +91,7 @@ def _serve(args: argparse.Namespace) -> int:
     if needs_examples(config) or config.router.kind in QUERY_LEVEL_KINDS:   # a rules classifier embeds nothing: skip the load
         sentence_encoder = load_encoder(config.retriever.embedding_package, config.retriever.embedding_path)
         sentence_encoder.batch_dtype = resolve_batch_dtype(args.batch_dtype)
-        # one batch per encoder thread; the encoder's own LRU, so a query the intake prefetched is found there
-        encoder = BatchingEncoder(sentence_encoder, workers=sentence_encoder.workers, cache=sentence_encoder.cache)
+        encoder = BatchingEncoder(sentence_encoder, workers=sentence_encoder.workers)  # one batch per encoder thread
     app = create_app(served_from_config(config, encoder), token_env=args.token_env,
                      max_query_chars=config.limits.max_query_chars, deadline_s=args.deadline_s,
                      stream_idle_s=args.stream_idle_s, max_body_bytes=args.max_body_bytes,

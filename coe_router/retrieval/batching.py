@@ -22,7 +22,6 @@ import numpy as np
 
 from coe_router.retrieval.encoder import Encoder
 from coe_router.retrieval.lru import EmbeddingLRU, encode_through_cache
-from coe_router.retrieval.prefetch import Prefetched
 
 
 @dataclass
@@ -76,7 +75,6 @@ class BatchingEncoder:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.cache = cache
-        self._prefetched = Prefetched(cache) if cache is not None else None
         self.stats = BatchStats()
         self._queue: list[tuple[list[str], Future]] = []
         self._queued_texts = 0
@@ -103,34 +101,20 @@ class BatchingEncoder:
         if not texts:
             return np.asarray(self.encoder.encode(texts), dtype=np.float32)
         if self.cache is not None:
-            if len(texts) == 1 and self._prefetched is not None and (ahead := self._prefetched.take(texts[0])) is not None:
-                return ahead
             return encode_through_cache(self._submit, texts, self.cache)
         return self._submit(texts)
 
-    def prefetch(self, text: str) -> None:
-        """Queue one query's embedding now and return at once; the next `encode([text])` waits for that result
-        (coe_router/retrieval/prefetch.py). Needs the LRU (`cache=`), where a finished prefetch is kept."""
-        if self._prefetched is not None:
-            self._prefetched.start(text, lambda: self._enqueue([text]))
-
     def _submit(self, texts: list[str]) -> np.ndarray:
-        future = self._enqueue(texts)
-        return future.result() if future is not None else np.asarray(self.encoder.encode(texts), dtype=np.float32)
-
-    def _enqueue(self, texts: list[str]) -> Future | None:
-        """The future of `texts`' vectors from the next batch; None when they go straight to the encoder (bulk, or
-        the batcher is closed)."""
         if len(texts) > self.max_batch or self._closed:
-            return None
+            return np.asarray(self.encoder.encode(texts), dtype=np.float32)
         future: Future = Future()
         with self._cond:
             if self._closed:
-                return None
+                return np.asarray(self.encoder.encode(texts), dtype=np.float32)
             self._queue.append((texts, future))
             self._queued_texts += len(texts)
             self._cond.notify()
-        return future
+        return future.result()
 
     def _take_batch(self) -> list[tuple[list[str], Future]] | None:
         with self._cond:

@@ -29,7 +29,6 @@ from langchain_core.embeddings import Embeddings
 
 from coe_router.retrieval.lru import EmbeddingLRU, encode_through_cache
 from coe_router.retrieval.minilm import PROBES, BertForward, length_chunks, load_direct
-from coe_router.retrieval.prefetch import Prefetched
 from coe_router.retrieval.reference import read_reference, write_reference
 
 
@@ -169,7 +168,6 @@ class SentenceEncoder(Embeddings):
         self.split_min_texts = 64  # calls of at least this many texts are split across the encoder threads
         self.cache = EmbeddingLRU(cache_size)
         self.cache_max_texts = cache_max_texts
-        self._prefetched = Prefetched(self.cache)
         self.threads = _encoder_threads(threads)
         self.workers = _encoder_workers(workers, self.threads)
         self.batch_dtype = resolve_batch_dtype(
@@ -253,15 +251,8 @@ class SentenceEncoder(Embeddings):
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         if 0 < len(texts) <= self.cache_max_texts and self.cache.maxsize:
-            if len(texts) == 1 and (ahead := self._prefetched.take(texts[0])) is not None:
-                return ahead
             return encode_through_cache(self.encode_uncached, texts, self.cache)
         return self.encode_uncached(texts)
-
-    def prefetch(self, text: str) -> None:
-        """Start embedding one query on an encoder thread and return at once; the next `encode([text])` waits for
-        that result instead of computing it again (coe_router/retrieval/prefetch.py says why)."""
-        self._prefetched.start(text, lambda: self._executor.submit(self.encode_uncached, [text]))
 
     def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors for `texts`, always computed (the cache is neither read nor written)."""

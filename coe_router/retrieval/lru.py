@@ -25,11 +25,6 @@ class EmbeddingLRU:
     def __len__(self) -> int:
         return len(self._data)
 
-    def __contains__(self, text: str) -> bool:
-        """Whether `text` is held, without counting a hit or a miss or refreshing its place."""
-        with self._lock:
-            return text in self._data
-
     def get(self, text: str) -> np.ndarray | None:
         with self._lock:
             vector = self._data.get(text)

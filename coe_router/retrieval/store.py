@@ -134,12 +134,6 @@ class ExampleStore:
     def search(self, query: str, k: int) -> list[RetrievedExample]:
         return self.search_vector(self.encoder.encode([query])[0], k)
 
-    def prefetch(self, query: str) -> None:
-        """Start embedding `query` now, so the `search` that follows waits less (encoders that cannot: nothing)."""
-        start = getattr(self.encoder, "prefetch", None)
-        if start is not None:
-            start(query)
-
     def search_vector(self, vector, k: int) -> list[RetrievedExample]:
         if k <= 0:
             return []

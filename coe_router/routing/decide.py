@@ -20,8 +20,6 @@ def decide(graph, query: str | dict[str, Any], *, context: dict | None = None,
            config: dict | None = None) -> RoutingDecision:
     """The routing decision the single-shot `graph` makes for `query` (a text, or the graph's input dict)."""
     inputs = {"query": query} if isinstance(query, str) else query
-    if (prefetch := getattr(graph, "prefetch", None)) is not None:
-        prefetch(inputs)  # the embedding starts now, beside LangGraph's start-up
     for update in graph.stream(inputs, config, context=context, stream_mode="updates"):
         routed = update.get("router")
         if routed:

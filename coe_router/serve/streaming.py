@@ -85,8 +85,6 @@ class GraphEvents:
 
     def __init__(self, graph, inputs: Any, config: dict, context: dict | None, *, modes: list[str],
                  deadline_s: float, idle_s: float = math.inf, watch: RequestWatch | None = None):
-        if (prefetch := getattr(graph, "prefetch", None)) is not None:
-            prefetch(inputs)  # the query embedding starts now, beside the graph's start-up (nodes/intake.py)
         self._events = graph.astream(inputs, with_deadline(config, deadline_s), context=context, stream_mode=modes)
         self.deadline_s, self.idle_s = deadline_s, idle_s
         self.deadline = time.monotonic() + deadline_s
