@@ -12,7 +12,8 @@ written into the memory collection beforehand (as a first start would have), so 
   of --knn-fresh-starts), and `build_graph_fresh_process_s` the build_graph call alone (its lazy imports of torch, Chroma and
   langchain-openai included);
 - `decision`: query text -> the router's decision (`coe_router.decide`), against `floor`: one uncached query
-  embedding, both on the same fresh held-out questions, interleaved;
+  embedding, both on the same fresh held-out questions, interleaved, each first on every other question, with
+  garbage collection off while they run (as in the routing rows);
 - `hnsw_agreement`: above the exact-scan size, the share of queries whose pick equals an exact scan's.
 The 29 experts point at an endpoint nobody serves: no expert is called.
 """
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from .common import DATA, Data, now, summary
+from .common import DATA, Data, now, quiet_gc, summary
 
 FRESH_START = ("import sys, time; t = time.perf_counter(); from coe_router import build_graph; "
                "b = time.perf_counter(); build_graph(sys.argv[1]); e = time.perf_counter(); "
@@ -164,13 +165,15 @@ def run(data: Data, encoder, sizes: list[int], n_queries: int, fresh_starts: int
             decisions, floor = [], []
             if getattr(encoder, "cache", None) is not None:
                 encoder.cache.clear()  # every size starts from the same cold LRU (the queries repeat across sizes)
-            for query in queries:
-                start = now()
-                decide(graph, query)
-                decisions.append(now() - start)
-                start = now()
-                encoder.encode_uncached([query])
-                floor.append(now() - start)
+            timed = ((decisions, lambda text: decide(graph, text)), (floor, lambda text: encoder.encode_uncached([text])))
+            with quiet_gc():
+                for n, query in enumerate(queries):
+                    # in turn first: a text's second forward pass is faster than its first (by 0.5-0.9 ms at 7k
+                    # rows), so a fixed order would hand that to whichever column always came second
+                    for samples, run_one in (timed if n % 2 == 0 else timed[::-1]):
+                        start = now()
+                        run_one(query)
+                        samples.append(now() - start)
             row["decision"], row["floor"] = summary(decisions), summary(floor)
             row["ratio_p50"] = round(row["decision"]["p50_ms"] / row["floor"]["p50_ms"], 3)
             if row["approximate"]:
