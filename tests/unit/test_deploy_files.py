@@ -281,3 +281,13 @@ def test_retriever_server_and_folder_are_exclusive(tmp_path):
         "COE_POSTGRES_DSN"
     with pytest.raises(ConfigError, match=r"persistence\.dsn_env"):
         load_config(write_config(tmp_path, persistence={"checkpointer": "postgres", "dsn_env": "postgres://x"}))
+
+
+def test_the_image_build_context_leaves_out_local_environments_and_caches():
+    """deploy/Dockerfile copies the repository root and runs ./install.sh in the image: a checkout's own virtual
+    environments (.venv, and .venv-litellm of COE_WITH_LITELLM=1) must not be sent along, nor git history."""
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert {".venv/", ".venv-litellm/", ".git/", "**/__pycache__/"} <= ignored
+    assert "COPY . /app" in (DEPLOY / "Dockerfile").read_text()
+    assert not {"install.sh", "pyproject.toml", "coe_router/", "data/"} & ignored  # what the build needs stays
