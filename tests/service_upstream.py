@@ -42,6 +42,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 
 
@@ -411,12 +412,59 @@ if __name__ == "__main__":  # a standalone fake in its own process: python -m te
         threading.Event().wait()
 
 
-class CoeServe:
+class ServerProcess:
+    """A server process a test started: `url` on `self.port`, ready once `health_path` answers, its output in
+    `self.log_path` (quoted when it fails to start). Subclasses set `kind`, `health_path` and start it."""
+
+    kind = "server"
+    health_path = "/healthz"
+    name: str
+    port: int
+    log_path: Path
+    process = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait(self, timeout_s: float = 180) -> Self:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}{self.health_path}", timeout=2).read()
+                return self
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{self.kind} {self.name!r} did not start:\n{self.log()[-3000:]}")
+                time.sleep(0.2)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except Exception:  # noqa: BLE001 - a server that ignores SIGTERM is killed
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
+            self._log = None
+
+
+class CoeServe(ServerProcess):
     """A real `coe serve` process (python -m coe_router.cli serve) on a free port in 27000-28999.
 
     `start()` launches it and returns at once (several can start side by side); `wait()` blocks until /healthz
     answers. Its output goes to `<folder>/<name>.log`, quoted when it fails to start.
     """
+
+    kind = "coe serve"
 
     def __init__(self, config: dict | str | os.PathLike, folder: os.PathLike, name: str = "coe", *,
                  args: tuple[str, ...] = (), env: dict[str, str] | None = None):
@@ -437,10 +485,6 @@ class CoeServe:
         self.process = None
         self.log_path = self.folder / f"{name}.log"
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def start(self) -> CoeServe:
         import subprocess
         import sys
@@ -454,35 +498,6 @@ class CoeServe:
                    "--port", str(self.port), *self.args]
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
         return self
-
-    def wait(self, timeout_s: float = 180) -> CoeServe:
-        import urllib.request
-
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/healthz", timeout=2).read()
-                return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"coe serve {self.name!r} did not start:\n{self.log()[-3000:]}")
-                time.sleep(0.2)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except Exception:  # noqa: BLE001 - a server that ignores SIGTERM is killed
-                self.process.kill()
-                self.process.wait(timeout=5)
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
-            self._log = None
 
     def __enter__(self) -> Self:
         return self.start().wait()

@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import time
-import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -34,7 +33,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.service_upstream import CoeServe, free_port
+from tests.service_upstream import CoeServe, ServerProcess, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -62,8 +61,11 @@ PROXY_KEYS = [
 SCRUBBED = ("DATABASE_URL", "DIRECT_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_URL")
 
 
-class LiteLLMProxy:
+class LiteLLMProxy(ServerProcess):
     """A real `litellm --config FILE` process on a free port; its output goes to `<folder>/<name>.log`."""
+
+    kind = "litellm"
+    health_path = "/health/liveliness"
 
     def __init__(self, config: dict, folder: Path, name: str, env: dict[str, str]):
         self.folder, self.name = folder / name, name
@@ -76,10 +78,6 @@ class LiteLLMProxy:
         self.log_path = self.folder / f"{name}.log"
         self.process: subprocess.Popen | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
     def start(self) -> LiteLLMProxy:
         env = {k: v for k, v in os.environ.items() if k not in SCRUBBED and not k.startswith("LITELLM_")}
         env.update({"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False", **self.env})
@@ -88,33 +86,6 @@ class LiteLLMProxy:
                                          "--port", str(self.port)], cwd=self.folder, env=env,
                                         stdout=self._log, stderr=subprocess.STDOUT)
         return self
-
-    def wait(self, timeout_s: float = 120) -> LiteLLMProxy:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/health/liveliness", timeout=2).read()
-                return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"litellm {self.name!r} did not start:\n{self.log()[-3000:]}")
-                time.sleep(0.2)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        if getattr(self, "_log", None) is not None:
-            self._log.close()
-            self._log = None
 
 
 def shipped_config() -> dict:
