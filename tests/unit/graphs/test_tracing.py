@@ -24,3 +24,18 @@ def test_expert_call_is_a_child_run_named_after_the_expert_with_the_decision(con
     assert meta["retrieved_ids"] == [e.id for e in decision.retrieved]
     assert meta["task_map_version"] == decision.task_map_version and meta["classifier"] == "knn"
     assert "task:math" in answered.tags and "expert:generalist" in answered.tags
+
+
+def test_an_untraced_decision_builds_no_callback_manager(monkeypatch):
+    """No handler hears the call: nothing to annotate, and the router node skips the manager set-up (measured
+    70 us a request); with a tracer the decision still lands on its run (the tests above)."""
+    from langchain_core.callbacks import CallbackManager
+
+    from coe_router.schema import RoutingDecision
+    from coe_router.tracing import annotations
+
+    monkeypatch.setattr(annotations, "get_callback_manager_for_config",
+                        lambda config: (_ for _ in ()).throw(AssertionError("built a callback manager")))
+    decision = RoutingDecision(task="math", confidence=0.9, classifier="knn", expert="mathematician")
+    for config in (None, {}, {"callbacks": None}, {"callbacks": []}, {"callbacks": CallbackManager(handlers=[])}):
+        assert annotations.annotate_router_run(config, decision) == 0
