@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from coe_router.config import default_config_path
+from tests.service_upstream import Upstream
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +19,10 @@ def local_config_path(tmp_path_factory) -> Path:
     path = folder / "local.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """A scriptable OpenAI-compatible expert server (tests/service_upstream.py), one per test module."""
+    with Upstream() as server:
+        yield server

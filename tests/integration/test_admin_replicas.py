@@ -40,12 +40,6 @@ def postgres():
         yield dsn
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstream() as up:
-        yield up
-
-
 def _config(up: Upstream) -> dict:
     """The operations config on PostgreSQL, with one model no expert uses at start (a replica replaying an edit
     onto it builds it)."""

@@ -25,18 +25,12 @@ import openai
 import pytest
 
 from coe_router import AnswerInterruptedError, CoERouterChatModel, build_graph, load_config
-from tests.service_upstream import HEALTHY_TEXT, PARTIAL_TEXT, CoeServe, Upstream, UpstreamProcess
+from tests.service_upstream import HEALTHY_TEXT, PARTIAL_TEXT, CoeServe, UpstreamProcess
 from tests.service_upstream import fault_config as config
 
 pytestmark = pytest.mark.integration
 
 FIRST_PARTIAL = PARTIAL_TEXT.split()[0]
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstream() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.replicas import postgres_server
 from coe_router.serve.metrics import METRICS
 from tests.integration.test_operations import PRICES, ops_config
-from tests.service_upstream import CoeServe, Upstream
+from tests.service_upstream import CoeServe
 
 pytestmark = pytest.mark.integration
 
@@ -49,12 +49,6 @@ def _keys_file(folder, keys=KEYS):
     path = folder / "api-keys.yaml"
     path.write_text(yaml.safe_dump(keys, sort_keys=False))
     return path
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstream() as up:
-        yield up
 
 
 @pytest.fixture(scope="module")

@@ -228,12 +228,6 @@ class Fleet:
 
 
 @pytest.fixture(scope="module")
-def upstream():
-    with Upstream() as up:
-        yield up
-
-
-@pytest.fixture(scope="module")
 def fleet(upstream, local_config_path, tmp_path_factory, request):
     folder = tmp_path_factory.mktemp("contract")
     env = {"COE_TEST_UPSTREAM_KEY": UPSTREAM_KEY}
