@@ -53,7 +53,7 @@ def cost_metadata(cost: dict) -> dict:
 
 def _heard(config: RunnableConfig | None) -> bool:
     """Whether any callback handler hears this call. Without one there is no open run to annotate and no tally,
-    so an untraced decision skips building a callback manager (two per routed request, 70 us on two cores). A
+    so an untraced run skips building a callback manager (two per annotating node, 70 us on two cores). A
     tracer that the environment would add now would not hold this run either: it was not there when it started."""
     callbacks = (config or {}).get("callbacks")
     handlers = callbacks if isinstance(callbacks, list) else getattr(callbacks, "handlers", None)
@@ -63,7 +63,7 @@ def _heard(config: RunnableConfig | None) -> bool:
 def _router_runs(config: RunnableConfig | None, outermost: bool = False):
     """The nearest (or outermost) open `coe-router` run of every tracer of this call (else the trace's root
     run)."""
-    if not config:
+    if not _heard(config):
         return
     manager = get_callback_manager_for_config(config)
     for handler in manager.handlers:
@@ -88,7 +88,7 @@ def _router_runs(config: RunnableConfig | None, outermost: bool = False):
 
 def _tally(config: RunnableConfig | None) -> CallUsage | None:
     """The priced usage tally among this call's callbacks, if any."""
-    if not config:
+    if not _heard(config):
         return None
     manager = get_callback_manager_for_config(config)
     return next((h for h in manager.handlers if isinstance(h, CallUsage) and h.prices is not None), None)
@@ -126,8 +126,6 @@ def annotate_router_run(config: RunnableConfig | None, decision: RoutingDecision
     root run); replaces earlier `task:`/`expert:` tags, so the last word (after fallbacks) wins. Returns how many
     runs were annotated (0 without tracers). With a priced usage tally, the cost so far goes with it
     (`annotate_cost`)."""
-    if not _heard(config):
-        return 0
     annotate_cost(config)
     return _annotate(config, decision_metadata(decision), [f"task:{decision.task}", f"expert:{decision.expert}"])
 

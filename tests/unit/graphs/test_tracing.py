@@ -39,3 +39,4 @@ def test_an_untraced_decision_builds_no_callback_manager(monkeypatch):
     decision = RoutingDecision(task="math", confidence=0.9, classifier="knn", expert="mathematician")
     for config in (None, {}, {"callbacks": None}, {"callbacks": []}, {"callbacks": CallbackManager(handlers=[])}):
         assert annotations.annotate_router_run(config, decision) == 0
+        assert annotations.annotate_plan_run(config, [], "synthesizer") == 0
