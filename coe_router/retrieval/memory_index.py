@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from coe_router.cache import cache_root
-from coe_router.retrieval.neighbours import _top_k_rows, top_k
+from coe_router.retrieval.neighbours import _top_k_rows, similarities, top_k
 
 EXACT_MAX_ROWS = 20_000
 HNSW_NEIGHBOURS = 32  # M: graph degree
@@ -104,7 +104,7 @@ class MemoryIndex:
         all_sim = np.empty((queries.shape[0], k), dtype=np.float32)
         for row, query in enumerate(queries):
             rows = np.unique(np.concatenate([found[row][found[row] >= 0], tail]))  # ascending: ties to the lower
-            sims = np.round(self.vectors[rows] @ query, 5)[None, :]
+            sims = np.round(similarities(query[None, :], self.vectors[rows]), 5)
             best = _top_k_rows(sims, min(k, rows.shape[0]))[0]
             all_idx[row, : best.shape[0]], all_sim[row, : best.shape[0]] = rows[best], sims[0, best]
             if best.shape[0] < k:  # a graph that returned too few rows: scan this one query exactly

@@ -25,7 +25,7 @@ def top_k(queries: np.ndarray, index: np.ndarray, k: int, *, batch_size: int = 1
     all_idx = np.empty((queries.shape[0], k), dtype=np.int64)
     all_sim = np.empty((queries.shape[0], k), dtype=np.float32)
     for start in range(0, queries.shape[0], batch_size):
-        sims = queries[start : start + batch_size] @ index.T
+        sims = similarities(queries[start : start + batch_size], index)
         if exclude is not None:
             rows = np.arange(sims.shape[0])
             hide = exclude[start : start + batch_size]
@@ -35,6 +35,18 @@ def top_k(queries: np.ndarray, index: np.ndarray, k: int, *, batch_size: int = 1
         all_idx[start : start + batch_size] = part
         all_sim[start : start + batch_size] = np.take_along_axis(sims, part, axis=1)
     return all_idx, all_sim
+
+
+def similarities(queries: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """`queries @ index.T`, one query (the live router's) on the calling thread.
+
+    A matrix-vector `@` goes to OpenBLAS, which splits it over two threads; waking the second one stalled 14% of
+    the knn router's scans by 5-8 ms on a 2-core machine (7,103 rows: 1.19 ms a scan on average, 0.54 ms with
+    einsum, docs/PERFORMANCE.md). From two queries on, BLAS' matrix product is the faster one (replay, tuning).
+    """
+    if queries.shape[0] == 1:
+        return np.einsum("qd,nd->qn", queries, index)
+    return queries @ index.T
 
 
 def _top_k_rows(sims: np.ndarray, k: int) -> np.ndarray:
