@@ -29,11 +29,11 @@ SECTIONS = ("routing", "classifiers", "graph", "throughput", "ceiling", "scaling
 FULL = dict(queries=300, hybrid_queries=100, llm_queries=30, graph_queries=150, peer_queries=300,
             rounds=5, per_round=256, concurrency=64, scaling="1000,10000,100000", scaling_queries=200,
             scaling_chroma_max=100_000, fault_requests=8, service_rounds=4, knn_sizes="all,30000,100000",
-            knn_queries=200)
+            knn_queries=600)
 QUICK = dict(queries=100, hybrid_queries=20, llm_queries=8, graph_queries=50, peer_queries=100,
              rounds=3, per_round=128, concurrency=64, scaling="1000,10000,100000", scaling_queries=100,
              scaling_chroma_max=10_000, fault_requests=3, service_rounds=2, knn_sizes="all,30000,100000",
-             knn_queries=100)
+             knn_queries=300)
 
 
 def parse_args(argv=None):

@@ -41,7 +41,7 @@ def similarities(queries: np.ndarray, index: np.ndarray) -> np.ndarray:
     """`queries @ index.T`, one query (the live router's) on the calling thread.
 
     A matrix-vector `@` goes to OpenBLAS, which splits it over two threads; waking the second one stalled 14% of
-    the knn router's scans by 5-8 ms on a 2-core machine (7,103 rows: 1.19 ms a scan on average, 0.54 ms with
+    the knn router's scans by 5-8 ms on a 2-core machine (6,679 rows: 1.19 ms a scan on average, 0.62 ms with
     einsum, docs/PERFORMANCE.md). From two queries on, BLAS' matrix product is the faster one (replay, tuning).
     """
     if queries.shape[0] == 1:
