@@ -412,6 +412,22 @@ if __name__ == "__main__":  # a standalone fake in its own process: python -m te
         threading.Event().wait()
 
 
+def answers_before_exit(process, url: str, timeout_s: float, poll_s: float) -> bool:
+    """Whether `url` answers before `process` exits or `timeout_s` pass (the health wait of every server started
+    here)."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return True
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(poll_s)
+
+
 class ServerProcess:
     """A server process a test started: `url` on `self.port`, ready once `health_path` answers, its output in
     `self.log_path` (quoted when it fails to start). Subclasses set `kind`, `health_path` and start it."""
@@ -428,18 +444,10 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def wait(self, timeout_s: float = 180) -> Self:
-        import urllib.request
-
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}{self.health_path}", timeout=2).read()
-                return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"{self.kind} {self.name!r} did not start:\n{self.log()[-3000:]}")
-                time.sleep(0.2)
+        if not answers_before_exit(self.process, f"{self.url}{self.health_path}", timeout_s, poll_s=0.2):
+            self.stop()
+            raise RuntimeError(f"{self.kind} {self.name!r} did not start:\n{self.log()[-3000:]}")
+        return self
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -572,20 +580,13 @@ class UpstreamProcess:
         import pathlib
         import subprocess
         import sys
-        import urllib.request
 
         root = pathlib.Path(__file__).resolve().parent.parent
         self.process = subprocess.Popen([sys.executable, "-m", "tests.service_upstream", str(self.port)], cwd=root,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{self.url}/models", timeout=1).read()
-                return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the fake upstream process did not start") from None
-                time.sleep(0.1)
+        if not answers_before_exit(self.process, f"{self.url}/models", 30, poll_s=0.1):
+            raise RuntimeError("the fake upstream process did not start")
+        return self
 
     def pause(self) -> None:
         import signal
