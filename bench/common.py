@@ -173,8 +173,8 @@ def make_pool(config, tasks: Sequence[str], models: dict):
 
 
 def make_router(store, classifier, pool, k: int):
-    """The routing half of the compiled graph (intake -> retriever -> classifier -> router), through the public
-    `decide`: the benchmark measures what a served request runs, whatever the node signatures."""
+    """The routing half of the compiled graph (its router step: intake, retriever, classifier, expert choice),
+    through the public `decide`: the benchmark measures what a served request runs, whatever the node signatures."""
     from coe_router.graphs.two_stage import build_two_stage_graph
     from coe_router.routing.decide import decide
 

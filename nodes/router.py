@@ -10,7 +10,6 @@ from typing import Callable
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
-from langgraph.types import interrupt
 
 from coe_router.defaults import UNKNOWN_TASK
 from coe_router.graphs.context import InvalidContextError, RouterContext, run_context
@@ -20,44 +19,6 @@ from coe_router.routing.query_router import LiveQueryRouter
 from coe_router.routing.task_map import TaskMap
 from coe_router.schema import Candidate, Route, RoutingDecision, TaskDecision
 from coe_router.tracing.annotations import annotate_router_run
-
-
-def review_error(task_map: TaskMap, choice: object) -> str | None:
-    """Why a review answer cannot be used (None when it can): it must name a task or an expert of the map, and
-    whatever else it names must exist too (`{"task": "math", "expert": "ghost"}` is refused, not half-used)."""
-    usage = (f"review answer must be {{'task': one of {sorted(task_map.ranking)}}} or "
-             f"{{'expert': one of {task_map.experts()}}}, got {choice!r}")
-    if not isinstance(choice, dict) or not ({"task", "expert"} & set(choice)):
-        return usage
-    if set(choice) - {"task", "expert"}:
-        return f"review answer takes only 'task' and 'expert', got {sorted(set(choice) - {'task', 'expert'})}"
-    if "expert" in choice and choice["expert"] not in task_map.experts():
-        return f"no expert {choice['expert']!r}: {usage}"
-    if "task" in choice and choice["task"] not in task_map.ranking:
-        return f"no task {choice['task']!r}: {usage}"
-    return None
-
-
-def _human_review(task_map: TaskMap, state: RouterState, task: TaskDecision) -> tuple[TaskDecision, Route]:
-    """Pause the run (LangGraph interrupt) until a person picks a task or an expert; resume with
-    `Command(resume={"task": ...})` or `Command(resume={"expert": ...})` on the same thread id. A wrong answer
-    pauses the run again (with the error in the request), so a typo never leaves the thread unusable."""
-    request = {
-        "reason": "the classifier could not place this query",
-        "query": state["query"],
-        "tasks": sorted(task_map.ranking),
-        "experts": task_map.experts(),
-    }
-    choice = interrupt(request)
-    while (problem := review_error(task_map, choice)) is not None:
-        choice = interrupt({**request, "error": problem})
-    if choice.get("expert") in task_map.experts():
-        expert = choice["expert"]
-        others = [e for e in task_map.experts() if e != expert]
-        return task.model_copy(update={"source": f"{task.source}+review"}), Route(
-            expert=expert, fallbacks=others, reason="human review: expert")
-    reviewed = TaskDecision(task=choice["task"], confidence=1.0, source=f"{task.source}+review")
-    return reviewed, task_map.route(reviewed.task).model_copy(update={"reason": "human review: task"})
 
 
 def consulted_experts(task_map: TaskMap, task: TaskDecision, route: Route, fanout: int) -> list[str]:
@@ -89,6 +50,28 @@ def query_level_route(query_router: LiveQueryRouter, pool: ExpertPool, task: str
     return Route(expert=chain[0], fallbacks=chain[1:], reason=query_router.reason), candidates
 
 
+def route_update(task_map: TaskMap, state: RouterState, task: TaskDecision, route: Route, candidates: list[Candidate],
+                 context: RouterContext, fanout: int, config: RunnableConfig) -> dict:
+    """The state update of a chosen route: who is consulted, and the routing decision on the router's run."""
+    width = context.fanout if context.fanout is not None else fanout
+    pinned = context.expert is not None or context.fanout == 1   # one expert asked for: no gating fan-out
+    consult = [] if pinned else consulted_experts(task_map, task, route, width)
+    route = route.model_copy(update={"consult": consult})
+    decision = RoutingDecision(
+        task=task.task,
+        confidence=task.confidence,
+        classifier=task.source,
+        retrieved=read(state, "retrieved", []),
+        expert=route.expert,
+        fallbacks=route.fallbacks,
+        task_map_version=task_map.version,
+        overrides=context.overrides(),
+        candidates=candidates,
+    )
+    annotate_router_run(config, decision)
+    return {"route": route, "decision": decision, "consultations": None}
+
+
 def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int = 1,
                      prices: dict[str, float] | None = None, query_router: LiveQueryRouter | None = None,
                      ) -> Callable[[RouterState, Runtime[RouterContext]], dict]:
@@ -96,7 +79,9 @@ def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int
     a `query_router` (config `router.kind: knn`), by each expert's expected score on the query's neighbourhood.
 
     The run context may pin an expert, set the fan-out, or weigh price against expected score or leaderboard
-    accuracy (`cost_weight`, with `prices` per expert); the decision records what it overrode."""
+    accuracy (`cost_weight`, with `prices` per expert); the decision records what it overrode. With
+    `review_unknown`, a task the classifier could not place gets no route here: the graph goes on to the review
+    node (nodes/review.py), which pauses for a person."""
 
     def router(state: RouterState, runtime: Runtime[RouterContext], config: RunnableConfig) -> dict:
         context = run_context(runtime)
@@ -106,7 +91,7 @@ def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int
         if context.expert is not None:
             route = pinned_route(task_map, task.task, context.expert)
         elif review_unknown and task.task == UNKNOWN_TASK and context.task is None:
-            task, route = _human_review(task_map, state, task)
+            return {"route": None, "decision": None, "consultations": None}
         elif query_router is not None:
             try:
                 route, candidates = query_level_route(query_router, pool, task.task, state["query"],
@@ -120,22 +105,6 @@ def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int
                 raise InvalidContextError(f"context.{exc}") from None
         else:
             route = task_map.route(task.task)
-        width = context.fanout if context.fanout is not None else fanout
-        pinned = context.expert is not None or context.fanout == 1   # one expert asked for: no gating fan-out
-        consult = [] if pinned else consulted_experts(task_map, task, route, width)
-        route = route.model_copy(update={"consult": consult})
-        decision = RoutingDecision(
-            task=task.task,
-            confidence=task.confidence,
-            classifier=task.source,
-            retrieved=read(state, "retrieved", []),
-            expert=route.expert,
-            fallbacks=route.fallbacks,
-            task_map_version=task_map.version,
-            overrides=context.overrides(),
-            candidates=candidates,
-        )
-        annotate_router_run(config, decision)
-        return {"route": route, "decision": decision, "consultations": None}
+        return route_update(task_map, state, task, route, candidates, context, fanout, config)
 
     return router

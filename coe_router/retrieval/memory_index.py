@@ -1,10 +1,17 @@
-"""Nearest memory rows for the knn router: an exact numpy scan for small memories, an HNSW graph (faiss) for large.
+"""Nearest memory rows for the knn router: an exact scan for small memories, an HNSW graph (faiss) for large.
 
 An exact scan reads every row for every query: at 100,000 rows x 384 dimensions that is 150 MB per query, about
 as long as the query embedding itself on two cores (docs/PERFORMANCE.md). Above `EXACT_MAX_ROWS` the memory is
 searched with faiss' HNSW for `candidates` rows, which are then re-scored exactly and ranked by the same rule as
 the exact scan (similarities rounded to 1e-5, ties to the lower row), so the approximate path differs from the
 exact one only where HNSW missed a true neighbour.
+
+One query below that size (the live router's) is scanned by faiss' flat inner-product kernel for its best
+`FLAT_CANDIDATES` rows (at least 2k), ranked by the same rule. Its float32 products differ from numpy's in the
+last bits only, as BLAS' batched ones (replay's) do, which the rounding absorbs; a query whose last candidate comes
+within `EXACT_MARGIN` of the k-th best (a row left out could tie with it) is scanned by numpy instead. Right after
+the query's forward pass, with the memory read back from RAM, faiss' kernel reads it faster than einsum
+(docs/PERFORMANCE.md, "The knn router on a real memory").
 
 Rows appended after the graph was built (served feedback) are scanned exactly beside it; the next start builds
 one graph over everything. Built graphs are cached on disk by content (`HnswGraph`).
@@ -27,6 +34,10 @@ HNSW_BUILD_BREADTH = 64  # efConstruction
 # Rows HNSW returns per query before the exact re-scoring (efSearch as well). On 100k MiniLM rows: recall@100
 # 0.989 at 256 (0.8 ms a query), 0.995 at 512 (1.5 ms); an exact scan costs 10.4 ms.
 MIN_CANDIDATES = 512
+# Rows the flat scan of one query keeps before ranking, and how close its last one may come to the k-th best:
+# faiss' and numpy's products of unit vectors differ by ~1e-7, similarities are rounded to 1e-5.
+FLAT_CANDIDATES = 64
+EXACT_MARGIN = 2e-5
 
 
 class HnswGraph:
@@ -95,6 +106,10 @@ class MemoryIndex:
 
     def search(self, queries: np.ndarray, k: int, exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(indices, similarities), each (n_queries, k), best first; `exclude` (leave-one-out) scans exactly."""
+        if self.graph is None and exclude is None and queries.shape[0] == 1:
+            found = self._flat_search(queries, k)
+            if found is not None:
+                return found
         if self.graph is None or exclude is not None:
             return top_k(queries, self.vectors, k, exclude=exclude)
         k = min(k, self.vectors.shape[0])
@@ -110,3 +125,20 @@ class MemoryIndex:
             if best.shape[0] < k:  # a graph that returned too few rows: scan this one query exactly
                 all_idx[row], all_sim[row] = (part[0] for part in top_k(query[None, :], self.vectors, k))
         return all_idx, all_sim
+
+    def _flat_search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """One query's top-k through faiss' flat scan (module doc), or None when the tie check fails."""
+        import faiss
+
+        rows = self.vectors.shape[0]
+        k = min(k, rows)
+        n = min(max(2 * k, FLAT_CANDIDATES), rows)
+        if k <= 0 or n >= rows or self.vectors.dtype != np.float32 or not self.vectors.flags.c_contiguous:
+            return None  # small enough to scan whole, or faiss would copy the memory for every query
+        scanned, found = faiss.knn(np.ascontiguousarray(query, dtype=np.float32), self.vectors, n,
+                                   metric=faiss.METRIC_INNER_PRODUCT)
+        sims = np.round(scanned[0], 5)
+        best = np.lexsort((found[0], -sims))[:k]  # best first, ties to the lower row
+        if scanned[0, -1] + EXACT_MARGIN >= sims[best[-1]]:
+            return None
+        return found[0, best][None, :], sims[best][None, :]

@@ -1,7 +1,7 @@
 """The routing decision alone: where a query would go, without asking any expert.
 
-It runs the compiled graph itself (intake, retriever, classifier, router: every step a served request takes)
-and stops at the router's update, so what it measures and returns is what the deployed graph decides; the
+It runs the compiled graph itself (its router step: intake, retriever, classifier and expert choice, what a
+served request runs) and stops at the router's update, so what it measures and returns is what the deployed graph decides; the
 benchmarks route through it, never through node functions, whose signatures are internal.
 """
 
@@ -21,8 +21,8 @@ def decide(graph, query: str | dict[str, Any], *, context: dict | None = None,
     """The routing decision the single-shot `graph` makes for `query` (a text, or the graph's input dict)."""
     inputs = {"query": query} if isinstance(query, str) else query
     for update in graph.stream(inputs, config, context=context, stream_mode="updates"):
-        routed = update.get("router")
-        if routed:
+        routed = update.get("router") or update.get("review")
+        if routed and routed.get("decision") is not None:  # None: the router left it to the review node
             return routed["decision"]
         if "__interrupt__" in update:
             raise NoDecisionError("the graph paused for human review before routing (persistence.review_unknown)")

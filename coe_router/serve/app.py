@@ -48,7 +48,7 @@ from coe_router.errors import (
 )
 from coe_router.inputs import check_query
 from coe_router.models.sampling import SAMPLING_PARAMS
-from coe_router.nodes.router import review_error
+from coe_router.nodes.review import review_error
 from coe_router.persistence import is_persistence_outage
 from coe_router.redact import redact
 from coe_router.routing.feedback import FeedbackError

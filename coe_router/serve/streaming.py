@@ -192,10 +192,12 @@ class Translator:
         for node, update in payload.items():
             if not isinstance(update, dict):
                 continue
-            self.decision = update.get("decision", self.decision)
-            if node == "router" and self.decided_s is None:
+            if update.get("decision") is not None:
+                self.decision = update["decision"]
+            routed = node in ("router", "review") and update.get("decision") is not None  # None: left to review
+            if routed and self.decided_s is None:
                 self.decided_s = time.monotonic() - self.started
-            if node == "router" and self.headers is None:
+            if routed and self.headers is None:
                 tools = [param for param in self.params if param == "tools"]
                 if tools and _attr(update.get("route"), "consult"):
                     raise refused_parameters("fanout", tools)

@@ -51,7 +51,7 @@ def cost_metadata(cost: dict) -> dict:
     return {"cost": cost, "cost_dollars": "unpriced" if cost["dollars"] is None else cost["dollars"]}
 
 
-def _heard(config: RunnableConfig | None) -> bool:
+def heard(config: RunnableConfig | None) -> bool:
     """Whether any callback handler hears this call. Without one there is no open run to annotate and no tally,
     so an untraced run skips building a callback manager (two per annotating node, 70 us on two cores). A
     tracer that the environment would add now would not hold this run either: it was not there when it started."""
@@ -63,7 +63,7 @@ def _heard(config: RunnableConfig | None) -> bool:
 def _router_runs(config: RunnableConfig | None, outermost: bool = False):
     """The nearest (or outermost) open `coe-router` run of every tracer of this call (else the trace's root
     run)."""
-    if not _heard(config):
+    if not heard(config):
         return
     manager = get_callback_manager_for_config(config)
     for handler in manager.handlers:
@@ -88,7 +88,7 @@ def _router_runs(config: RunnableConfig | None, outermost: bool = False):
 
 def _tally(config: RunnableConfig | None) -> CallUsage | None:
     """The priced usage tally among this call's callbacks, if any."""
-    if not _heard(config):
+    if not heard(config):
         return None
     manager = get_callback_manager_for_config(config)
     return next((h for h in manager.handlers if isinstance(h, CallUsage) and h.prices is not None), None)

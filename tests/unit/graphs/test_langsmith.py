@@ -138,7 +138,7 @@ def test_root_run_is_coe_router_and_carries_the_decision(langsmith, config, stor
     assert meta["retrieved_ids"] and all(isinstance(score, float) for score in meta["retrieved_scores"])
     # one router run per query: no node or model run is named like the router
     assert [run["name"] for run in runs.values()].count(RUN_NAME) == 1
-    assert {"retriever", "classifier", "router", "mathematician"} <= {run["name"] for run in runs.values()}
+    assert {"router", "intake", "retriever", "classifier", "expert_choice", "mathematician"} <= {run["name"] for run in runs.values()}
     encodings = {encoding for method, path, encoding in traced.server.requests if path.startswith("/runs")}
     assert encodings == ({"zstd"} if ingest == "zstd" else {""})
 
@@ -194,7 +194,7 @@ def test_the_callers_tags_and_metadata_stay_and_only_the_router_run_is_annotated
     root = the_root(runs)
     assert_carries(root, result["decision"])
     assert {ROUTER_TAG, "my-app"} <= set(root["tags"]) and metadata(root)["user"] == "u1"
-    for name in ("intake", "retriever", "classifier", "router", "expert"):
+    for name in ("router", "intake", "retriever", "classifier", "expert_choice", "expert"):
         node = next(run for run in runs.values() if run["name"] == name)
         assert "expert" not in metadata(node) and decision_tags(node) == [], name
 

@@ -71,6 +71,17 @@ def test_a_follow_up_is_classified_with_the_turn_before_it(config, store):
     assert alone["decision"].task != "code"
 
 
+def test_a_follow_up_query_on_a_thread_is_classified_with_the_turn_before_it(config, store):
+    """A `query` input joins the thread's conversation inside the router step: its classifier part must see the
+    conversation the intake part extended, as the graph's reducer would leave it."""
+    graph = build_graph(config, models=models(), store=store, checkpointer=InMemorySaver())
+    thread = {"configurable": {"thread_id": "t4"}}
+    assert graph.invoke({"query": "write a python function that reverses a list"}, thread)["decision"].task == "code"
+    follow = graph.invoke({"query": "and now the other way round?"}, thread)
+    assert follow["decision"].task == "code" and follow["decision"].classifier.endswith("+conversation")
+    assert [m.type for m in follow["messages"]] == ["human", "ai", "human", "ai"]
+
+
 def test_the_router_is_a_node_of_a_messages_state_parent(config, store):
     router = build_graph(config, models=models(), store=store)
     app = StateGraph(MessagesState)

@@ -38,6 +38,17 @@ def test_unknown_query_waits_for_review_then_resumes_with_a_task(tmp_path, store
     assert resumed["answer"] == "answer from code-model"
 
 
+def test_a_resumed_review_is_not_classified_again(tmp_path, store):
+    """The pause is its own node: resuming runs only the review, so the person's answer is used even when the
+    classifier would now decide otherwise (here: resumed without the run context that made it unsure)."""
+    graph = build_graph(review_config(tmp_path, "memory"), models=models(), store=store)
+    thread = {"configurable": {"thread_id": "t-5"}}
+    paused = graph.invoke({"query": "write a python function to solve the equation"}, thread, context={"threshold": 1.0})
+    assert paused["__interrupt__"] and graph.get_state(thread).next == ("review",)
+    resumed = graph.invoke(Command(resume={"task": "code"}), thread)
+    assert resumed["decision"].task == "code" and resumed["decision"].classifier == "knn+review"
+
+
 def test_review_can_pick_an_expert_directly(tmp_path, store):
     graph = build_graph(review_config(tmp_path, "memory"), models=models(), store=store)
     thread = {"configurable": {"thread_id": "t-2"}}

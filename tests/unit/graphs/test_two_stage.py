@@ -5,7 +5,7 @@ from typing import TypedDict
 from langgraph.graph import END, START, StateGraph
 
 from coe_router import RoutingDecision, build_graph
-from tests.fakes import FailingChat, ScriptedChat
+from tests.fakes import CollectingTracer, FailingChat, ScriptedChat
 
 
 def fake_models():
@@ -18,7 +18,23 @@ def fake_models():
 
 def test_graph_has_the_named_nodes(config, store):
     graph = build_graph(config, models=fake_models(), store=store)
-    assert {"retriever", "classifier", "router", "expert"} <= set(graph.get_graph().nodes)
+    assert {"router", "expert", "consult", "aggregator"} <= set(graph.get_graph().nodes)
+
+
+def test_the_router_step_runs_its_four_parts_as_traced_child_runs(config, store):
+    """One graph step, four child runs: a trace still shows each part, in order, under the router node."""
+    tracer = CollectingTracer()
+    graph = build_graph(config, models=fake_models(), store=store)
+    graph.invoke({"query": "solve the equation 3x + 1 = 16 for x"}, config={"callbacks": [tracer]})
+    router = next(run for run in tracer.all_runs() if run.name == "router")
+    children = sorted((run for run in tracer.all_runs() if run.parent_run_id == router.id), key=lambda run: run.start_time)
+    parts = {run.name: run for run in children}
+    assert list(parts) == ["intake", "retriever", "classifier", "expert_choice", "dispatch"]  # dispatch: the edge
+    assert parts["intake"].outputs["query"] == "solve the equation 3x + 1 = 16 for x"
+    assert parts["retriever"].outputs["retrieved"][0].task == "math"
+    assert parts["classifier"].inputs["retrieved"] == parts["retriever"].outputs["retrieved"]  # sees the one before
+    assert parts["classifier"].outputs["task_decision"].task == "math"
+    assert parts["expert_choice"].outputs["decision"].expert == "mathematician"
 
 
 def test_invoke_routes_by_retrieved_examples(config, store):
@@ -55,7 +71,7 @@ def test_failed_expert_falls_back_inside_the_graph(config, store):
 def test_stream_yields_each_node_in_order(config, store):
     graph = build_graph(config, models=fake_models(), store=store)
     order = [next(iter(chunk)) for chunk in graph.stream({"query": "fix the python bug"}, stream_mode="updates")]
-    assert order == ["intake", "retriever", "classifier", "router", "expert"]
+    assert order == ["router", "expert"]
 
 
 async def test_ainvoke(config, store):

@@ -28,6 +28,36 @@ def test_hnsw_finds_the_exact_neighbours_and_ranks_them_the_same_way(tmp_path):
     assert (np.diff(sims, axis=1) <= 0).all()  # best first
 
 
+def test_one_query_below_the_hnsw_size_gets_the_numpy_scans_neighbours(monkeypatch):
+    """The flat scan (the live router's path) against numpy's scan of every row: the same rows in the same order,
+    similarities within the 1e-5 rounding, on clustered vectors; on a memory of 100 copies per row, where the tie
+    at the k-th place runs past the candidates, the check sends the query to numpy's scan, so rows are identical."""
+    from coe_router.retrieval import memory_index
+
+    plain = _vectors(4000)
+    duplicated = np.repeat(_vectors(40, seed=5), 100, axis=0)
+    fell_back = []
+    flat_search = memory_index.MemoryIndex._flat_search
+
+    def counted(self, query, k):
+        found = flat_search(self, query, k)
+        fell_back.append(found is None)
+        return found
+
+    monkeypatch.setattr(memory_index.MemoryIndex, "_flat_search", counted)
+    for vectors, k in ((plain, 20), (duplicated, 5)):
+        index = MemoryIndex(vectors)
+        assert not index.approximate
+        same_rows = []
+        for query in _vectors(100, seed=9):
+            idx, sims = index.search(query[None, :], k)
+            exact_idx, exact_sims = top_k(query[None, :], vectors, k)
+            same_rows.append((idx == exact_idx).all())
+            assert np.abs(sims - exact_sims).max() <= 1.01e-5 and (np.diff(sims[0]) <= 0).all()
+        assert np.mean(same_rows) >= (0.97 if vectors is plain else 1.0)
+    assert 0 < sum(fell_back) < len(fell_back)  # both paths ran
+
+
 def test_rows_appended_after_the_build_are_found(tmp_path):
     vectors = _vectors(2000)
     index = MemoryIndex(vectors, exact_max_rows=1000, cache_dir=tmp_path)
