@@ -8,8 +8,8 @@ stage), and the expert choice maps the task to an expert (the second stage: the 
 router's estimate).
 
 A query the classifier could not place, with `review_unknown`, goes on to the review node, which pauses for a
-person (nodes/review.py). When the router consults several experts (rule-based gating matched several tasks, or `fanout: k`), it sends the
-query to each in parallel (LangGraph Send) and the aggregator combines their answers.
+person (nodes/review.py). When the router consults several experts (rule-based gating matched several tasks, or
+`fanout: k`), it sends the query to each in parallel (LangGraph Send) and the aggregator combines their answers.
 """
 
 from __future__ import annotations

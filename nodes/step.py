@@ -1,5 +1,6 @@
-"""Step node: runs the next subtask of the plan through the single-shot router (retriever -> classifier -> router
--> expert), with the outputs of the earlier steps as the expert's context (CCoE eq. 4)."""
+"""Step node: runs the next subtask of the plan through the single-shot router (its router step: intake, retriever,
+classifier, expert choice; then the expert), with the outputs of the earlier steps as the expert's context (CCoE
+eq. 4)."""
 
 from __future__ import annotations
 

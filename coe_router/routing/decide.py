@@ -1,8 +1,8 @@
 """The routing decision alone: where a query would go, without asking any expert.
 
 It runs the compiled graph itself (its router step: intake, retriever, classifier and expert choice, what a
-served request runs) and stops at the router's update, so what it measures and returns is what the deployed graph decides; the
-benchmarks route through it, never through node functions, whose signatures are internal.
+served request runs) and stops at the router's update, so what it measures and returns is what the deployed
+graph decides; the benchmarks route through it, never through node functions, whose signatures are internal.
 """
 
 from __future__ import annotations

@@ -138,7 +138,8 @@ def test_root_run_is_coe_router_and_carries_the_decision(langsmith, config, stor
     assert meta["retrieved_ids"] and all(isinstance(score, float) for score in meta["retrieved_scores"])
     # one router run per query: no node or model run is named like the router
     assert [run["name"] for run in runs.values()].count(RUN_NAME) == 1
-    assert {"router", "intake", "retriever", "classifier", "expert_choice", "mathematician"} <= {run["name"] for run in runs.values()}
+    names = {run["name"] for run in runs.values()}
+    assert {"router", "intake", "retriever", "classifier", "expert_choice", "mathematician"} <= names
     encodings = {encoding for method, path, encoding in traced.server.requests if path.startswith("/runs")}
     assert encodings == ({"zstd"} if ingest == "zstd" else {""})
 

@@ -43,7 +43,8 @@ def test_a_resumed_review_is_not_classified_again(tmp_path, store):
     classifier would now decide otherwise (here: resumed without the run context that made it unsure)."""
     graph = build_graph(review_config(tmp_path, "memory"), models=models(), store=store)
     thread = {"configurable": {"thread_id": "t-5"}}
-    paused = graph.invoke({"query": "write a python function to solve the equation"}, thread, context={"threshold": 1.0})
+    paused = graph.invoke({"query": "write a python function to solve the equation"}, thread,
+                          context={"threshold": 1.0})
     assert paused["__interrupt__"] and graph.get_state(thread).next == ("review",)
     resumed = graph.invoke(Command(resume={"task": "code"}), thread)
     assert resumed["decision"].task == "code" and resumed["decision"].classifier == "knn+review"

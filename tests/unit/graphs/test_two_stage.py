@@ -27,7 +27,8 @@ def test_the_router_step_runs_its_four_parts_as_traced_child_runs(config, store)
     graph = build_graph(config, models=fake_models(), store=store)
     graph.invoke({"query": "solve the equation 3x + 1 = 16 for x"}, config={"callbacks": [tracer]})
     router = next(run for run in tracer.all_runs() if run.name == "router")
-    children = sorted((run for run in tracer.all_runs() if run.parent_run_id == router.id), key=lambda run: run.start_time)
+    children = sorted((run for run in tracer.all_runs() if run.parent_run_id == router.id),
+                      key=lambda run: run.start_time)
     parts = {run.name: run for run in children}
     assert list(parts) == ["intake", "retriever", "classifier", "expert_choice", "dispatch"]  # dispatch: the edge
     assert parts["intake"].outputs["query"] == "solve the equation 3x + 1 = 16 for x"
