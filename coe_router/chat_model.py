@@ -59,6 +59,7 @@ from coe_router.chat_runs import (
 from coe_router.defaults import RUN_NAME
 from coe_router.graphs.context import RouterContext, check_configurable
 from coe_router.models.sampling import SAMPLING_PARAMS
+from coe_router.nodes.review import amove_pause_to_review, move_pause_to_review
 from coe_router.routing.context_window import count_text_tokens
 from coe_router.routing.expert_call import ANSWER_TAG
 
@@ -197,11 +198,13 @@ class CoERouterChatModel(BaseChatModel):
         continues on its thread and returns the expert's message. A wrong answer raises NeedsReviewError again,
         with the reason in `request["error"]`."""
         thread = {**(config or {}), **self._thread(review)}
+        move_pause_to_review(self.graph, thread)
         return self._answer(self.graph.invoke(Command(resume=answer), thread), thread)
 
     async def aresume(self, review: NeedsReviewError | str, answer: dict,
                       config: RunnableConfig | None = None) -> AIMessage:
         thread = {**(config or {}), **self._thread(review)}
+        await amove_pause_to_review(self.graph, thread)
         return self._answer(await self.graph.ainvoke(Command(resume=answer), thread), thread)
 
     @staticmethod

@@ -44,11 +44,13 @@ def _uniform(part: Part) -> Callable[[dict, RunnableConfig, Runtime], dict]:
 
 def _apply(view: dict, update: dict, changes: dict) -> None:
     """Fold one part's `changes` into the state the next part sees and into the node's update, as the graph's
-    reducers would between steps: `messages` appends (add_messages), every other key keeps the latest value."""
+    reducers would between steps: `messages` appends (add_messages), every other key keeps the latest value (the
+    router's parts write no other accumulating key; `consultations: None` resets it either way)."""
     for key, value in changes.items():
         if key == "messages":
-            view[key] = add_messages(view.get(key) or [], value)
-            update[key] = [*update.get(key, []), *value]
+            new = value if isinstance(value, list) else [value]
+            view[key] = add_messages(view.get(key) or [], new)
+            update[key] = [*update.get(key, []), *new]
         else:
             view[key] = update[key] = value
 
@@ -68,7 +70,7 @@ def make_composite_node(parts: Sequence[tuple[str, Part]]) -> Callable[..., dict
             if traced:
                 child = RunnableLambda(lambda part_state, config, call=call: call(part_state, config, runtime),
                                        name=name)
-                changes = child.invoke(view, config)
+                changes = child.invoke(dict(view), config)  # a copy: event streams keep the input they were given
             else:
                 changes = call(view, config, runtime)
             _apply(view, update, changes)

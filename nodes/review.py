@@ -59,6 +59,26 @@ def human_review(task_map: TaskMap, state: RouterState, task: TaskDecision) -> t
     return reviewed, task_map.route(reviewed.task).model_copy(update={"reason": "human review: task"})
 
 
+LEFT_TO_REVIEW = {"route": None, "decision": None, "consultations": None}
+
+
+def _paused_in_router(state) -> bool:
+    """A thread paused by a router that reviewed inside its own step, as checkpoints written before the review
+    node existed are: resumed as it is, the whole router step would run again and the answer be lost."""
+    return tuple(state.next) == ("router",) and any(task.interrupts for task in state.tasks)
+
+
+def move_pause_to_review(graph, config: RunnableConfig) -> None:
+    """Before resuming a thread: hand an old router pause to the review node (its answer is then taken there)."""
+    if _paused_in_router(graph.get_state(config)):
+        graph.update_state(config, LEFT_TO_REVIEW, as_node="router")
+
+
+async def amove_pause_to_review(graph, config: RunnableConfig) -> None:
+    if _paused_in_router(await graph.aget_state(config)):
+        await graph.aupdate_state(config, LEFT_TO_REVIEW, as_node="router")
+
+
 def make_review_node(pool: ExpertPool, fanout: int = 1) -> Callable[..., dict]:
     """Pauses for the person's choice, then routes as the router would have with it."""
 

@@ -91,7 +91,7 @@ def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int
         if context.expert is not None:
             route = pinned_route(task_map, task.task, context.expert)
         elif review_unknown and task.task == UNKNOWN_TASK and context.task is None:
-            return {"route": None, "decision": None, "consultations": None}
+            return {"route": None, "decision": None, "consultations": None}  # the review node routes it
         elif query_router is not None:
             try:
                 route, candidates = query_level_route(query_router, pool, task.task, state["query"],

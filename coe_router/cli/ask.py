@@ -21,6 +21,7 @@ def _run_config(thread: str | None) -> dict:
 def _ask(args: argparse.Namespace) -> int:
     from coe_router.builder import build_graph
     from coe_router.config import load_config
+    from coe_router.nodes.review import move_pause_to_review
 
     started = time.perf_counter()
     config = load_config(args.config)
@@ -37,6 +38,7 @@ def _resume(args: argparse.Namespace) -> int:
 
     from coe_router.builder import build_graph
     from coe_router.config import load_config
+    from coe_router.nodes.review import move_pause_to_review
 
     started = time.perf_counter()
     graph = build_graph(load_config(args.config))
@@ -47,6 +49,7 @@ def _resume(args: argparse.Namespace) -> int:
     if not (args.task or args.expert):
         raise SystemExit(f"coe: error: thread {args.thread} is paused for review: give --task or --expert")
     answer = {"task": args.task} if args.task else {"expert": args.expert}
+    move_pause_to_review(graph, run)
     return print_result(graph.invoke(Command(resume=answer), run), run, args.json, started)
 
 

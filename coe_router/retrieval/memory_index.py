@@ -139,6 +139,6 @@ class MemoryIndex:
                                    metric=faiss.METRIC_INNER_PRODUCT)
         sims = np.round(scanned[0], 5)
         best = np.lexsort((found[0], -sims))[:k]  # best first, ties to the lower row
-        if scanned[0, -1] + EXACT_MARGIN >= sims[best[-1]]:
+        if scanned[0].min() + EXACT_MARGIN >= sims[best[-1]]:
             return None
         return found[0, best][None, :], sims[best][None, :]

@@ -15,8 +15,8 @@ def top_k(queries: np.ndarray, index: np.ndarray, k: int, *, batch_size: int = 1
 
     `exclude[i]` is an index row to hide from query i (leave-one-out on the training set itself); -1 hides none.
     Similarities are rounded to 1e-5 and ties go to the lower index, so one query and the same query in a batch
-    (whose matrix product differs in the last float bits) get the same neighbours: the live router and its
-    replayed evaluation must agree query by query.
+    (whose matrix product differs in the last float bits) get the same neighbours: the live router (which scans
+    one query with faiss below the HNSW size, retrieval/memory_index.py) and its replayed evaluation pick alike.
     """
     k = min(k, index.shape[0] - (1 if exclude is not None else 0))
     if k <= 0:
@@ -38,7 +38,7 @@ def top_k(queries: np.ndarray, index: np.ndarray, k: int, *, batch_size: int = 1
 
 
 def similarities(queries: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """`queries @ index.T`, one query (the live router's) on the calling thread.
+    """`queries @ index.T`, one query (the example store's, the memory index's re-scoring) on the calling thread.
 
     A matrix-vector `@` goes to OpenBLAS, which splits it over two threads; waking the second one stalled 14% of
     the knn router's scans by 5-8 ms on a 2-core machine (6,679 rows: 1.19 ms a scan on average, 0.62 ms with

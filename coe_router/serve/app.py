@@ -48,7 +48,7 @@ from coe_router.errors import (
 )
 from coe_router.inputs import check_query
 from coe_router.models.sampling import SAMPLING_PARAMS
-from coe_router.nodes.review import review_error
+from coe_router.nodes.review import amove_pause_to_review, review_error
 from coe_router.persistence import is_persistence_outage
 from coe_router.redact import redact
 from coe_router.routing.feedback import FeedbackError
@@ -556,6 +556,8 @@ async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float
         raise ProtocolError(409, f"thread {thread_id!r} is not waiting for review", "not_paused")
     if paused and (problem := review_error(served.pool.task_map, answer)) is not None:
         raise ProtocolError(400, problem, "invalid_review")
+    if paused:
+        await amove_pause_to_review(graph, config)
     translator = Translator(thread_id, new_completion_id(), "coe", [])
     translator.cost = watch.cost
     if observed is not None:

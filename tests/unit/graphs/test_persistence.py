@@ -50,6 +50,41 @@ def test_a_resumed_review_is_not_classified_again(tmp_path, store):
     assert resumed["decision"].task == "code" and resumed["decision"].classifier == "knn+review"
 
 
+def test_a_thread_paused_inside_the_old_router_step_resumes_with_the_answer(tmp_path, store):
+    """A checkpoint written before the review node existed waits at `router` (it reviewed inside its own step):
+    the chat model hands the pause to the review node, so the router step does not run again and the answer is
+    used; the old pause is emulated by a graph whose router node interrupts after a classifier left `unknown`."""
+    from langchain_core.messages import HumanMessage
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import interrupt
+
+    from coe_router import CoERouterChatModel, checkpoint_serializer
+    from coe_router.graphs.state import RouterState
+    from coe_router.schema import TaskDecision
+
+    def classified(state):
+        turn = HumanMessage("zzz qqq", id="turn-1")
+        return {"query": "zzz qqq", "messages": [turn], "routed_message_id": "turn-1", "retrieved": [],
+                "task_decision": TaskDecision(task="unknown", confidence=0.0, source="knn")}
+
+    old = StateGraph(RouterState)
+    old.add_node("classifier", classified)
+    old.add_node("router", lambda state: {"answer": str(interrupt({"reason": "old"}))})
+    old.add_edge(START, "classifier")
+    old.add_edge("classifier", "router")
+    old.add_edge("router", END)
+    saver = InMemorySaver(serde=checkpoint_serializer())
+    thread = {"configurable": {"thread_id": "t-old"}}
+    old.compile(checkpointer=saver).invoke({"query": "zzz qqq"}, thread)
+
+    graph = build_graph(review_config(tmp_path, "memory"), models=models(), store=store, checkpointer=saver)
+    assert graph.get_state(thread).next == ("router",)
+    reply = CoERouterChatModel.from_graph(graph).resume("t-old", {"task": "code"})
+    assert reply.content == "answer from code-model" and reply.response_metadata["coe"]["classifier"] == "knn+review"
+    assert [m.type for m in graph.get_state(thread).values["messages"]] == ["human", "ai"]  # no second turn
+
+
 def test_review_can_pick_an_expert_directly(tmp_path, store):
     graph = build_graph(review_config(tmp_path, "memory"), models=models(), store=store)
     thread = {"configurable": {"thread_id": "t-2"}}
