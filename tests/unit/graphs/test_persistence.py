@@ -50,16 +50,15 @@ def test_a_resumed_review_is_not_classified_again(tmp_path, store):
     assert resumed["decision"].task == "code" and resumed["decision"].classifier == "knn+review"
 
 
-def test_a_thread_paused_inside_the_old_router_step_resumes_with_the_answer(tmp_path, store):
-    """A checkpoint written before the review node existed waits at `router` (it reviewed inside its own step):
-    the chat model hands the pause to the review node, so the router step does not run again and the answer is
-    used; the old pause is emulated by a graph whose router node interrupts after a classifier left `unknown`."""
+def _paused_by_the_old_router(thread_id: str):
+    """A checkpointer holding a thread paused as checkpoints written before the review node existed are: waiting
+    at `router`, which reviewed inside its own step, after a classifier that left `unknown`."""
     from langchain_core.messages import HumanMessage
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.graph import END, START, StateGraph
     from langgraph.types import interrupt
 
-    from coe_router import CoERouterChatModel, checkpoint_serializer
+    from coe_router import checkpoint_serializer
     from coe_router.graphs.state import RouterState
     from coe_router.schema import TaskDecision
 
@@ -75,12 +74,26 @@ def test_a_thread_paused_inside_the_old_router_step_resumes_with_the_answer(tmp_
     old.add_edge("classifier", "router")
     old.add_edge("router", END)
     saver = InMemorySaver(serde=checkpoint_serializer())
-    thread = {"configurable": {"thread_id": "t-old"}}
-    old.compile(checkpointer=saver).invoke({"query": "zzz qqq"}, thread)
+    old.compile(checkpointer=saver).invoke({"query": "zzz qqq"}, {"configurable": {"thread_id": thread_id}})
+    return saver
 
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_thread_paused_inside_the_old_router_step_resumes_with_the_answer(tmp_path, store, mode):
+    """The chat model (as the CLI and the service) hands an old router pause to the review node, so the router
+    step does not run again and the person's answer is used."""
+    import asyncio
+
+    from coe_router import CoERouterChatModel
+
+    saver = _paused_by_the_old_router("t-old")
     graph = build_graph(review_config(tmp_path, "memory"), models=models(), store=store, checkpointer=saver)
+    thread = {"configurable": {"thread_id": "t-old"}}
     assert graph.get_state(thread).next == ("router",)
-    reply = CoERouterChatModel.from_graph(graph).resume("t-old", {"task": "code"})
+    router = CoERouterChatModel.from_graph(graph)
+    answer = {"task": "code"}
+    reply = (router.resume("t-old", answer) if mode == "sync"
+             else asyncio.run(router.aresume("t-old", answer)))
     assert reply.content == "answer from code-model" and reply.response_metadata["coe"]["classifier"] == "knn+review"
     assert [m.type for m in graph.get_state(thread).values["messages"]] == ["human", "ai"]  # no second turn
 
