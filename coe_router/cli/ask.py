@@ -21,7 +21,6 @@ def _run_config(thread: str | None) -> dict:
 def _ask(args: argparse.Namespace) -> int:
     from coe_router.builder import build_graph
     from coe_router.config import load_config
-    from coe_router.nodes.review import move_pause_to_review
 
     started = time.perf_counter()
     config = load_config(args.config)
