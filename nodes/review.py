@@ -15,7 +15,7 @@ from langgraph.types import interrupt
 
 from coe_router.graphs.context import RouterContext, run_context
 from coe_router.graphs.state import RouterState, read
-from coe_router.nodes.router import route_update
+from coe_router.nodes.router import LEFT_TO_REVIEW, route_update
 from coe_router.routing.pool import ExpertPool
 from coe_router.routing.task_map import TaskMap
 from coe_router.schema import Route, TaskDecision
@@ -59,23 +59,21 @@ def human_review(task_map: TaskMap, state: RouterState, task: TaskDecision) -> t
     return reviewed, task_map.route(reviewed.task).model_copy(update={"reason": "human review: task"})
 
 
-LEFT_TO_REVIEW = {"route": None, "decision": None, "consultations": None}
-
-
 def _paused_in_router(state) -> bool:
     """A thread paused by a router that reviewed inside its own step, as checkpoints written before the review
     node existed are: resumed as it is, the whole router step would run again and the answer be lost."""
     return tuple(state.next) == ("router",) and any(task.interrupts for task in state.tasks)
 
 
-def move_pause_to_review(graph, config: RunnableConfig) -> None:
-    """Before resuming a thread: hand an old router pause to the review node (its answer is then taken there)."""
-    if _paused_in_router(graph.get_state(config)):
+def move_pause_to_review(graph, config: RunnableConfig, state=None) -> None:
+    """Before resuming a thread: hand an old router pause to the review node (its answer is then taken there).
+    `state`: the thread's state when the caller has already read it."""
+    if _paused_in_router(state if state is not None else graph.get_state(config)):
         graph.update_state(config, LEFT_TO_REVIEW, as_node="router")
 
 
-async def amove_pause_to_review(graph, config: RunnableConfig) -> None:
-    if _paused_in_router(await graph.aget_state(config)):
+async def amove_pause_to_review(graph, config: RunnableConfig, state=None) -> None:
+    if _paused_in_router(state if state is not None else await graph.aget_state(config)):
         await graph.aupdate_state(config, LEFT_TO_REVIEW, as_node="router")
 
 

@@ -50,6 +50,10 @@ def query_level_route(query_router: LiveQueryRouter, pool: ExpertPool, task: str
     return Route(expert=chain[0], fallbacks=chain[1:], reason=query_router.reason), candidates
 
 
+# What the router step leaves when the review node is to route the query (nodes/review.py).
+LEFT_TO_REVIEW = {"route": None, "decision": None, "consultations": None}
+
+
 def route_update(task_map: TaskMap, state: RouterState, task: TaskDecision, route: Route, candidates: list[Candidate],
                  context: RouterContext, fanout: int, config: RunnableConfig) -> dict:
     """The state update of a chosen route: who is consulted, and the routing decision on the router's run."""
@@ -91,7 +95,7 @@ def make_router_node(pool: ExpertPool, review_unknown: bool = False, fanout: int
         if context.expert is not None:
             route = pinned_route(task_map, task.task, context.expert)
         elif review_unknown and task.task == UNKNOWN_TASK and context.task is None:
-            return {"route": None, "decision": None, "consultations": None}  # the review node routes it
+            return dict(LEFT_TO_REVIEW)
         elif query_router is not None:
             try:
                 route, candidates = query_level_route(query_router, pool, task.task, state["query"],

@@ -48,7 +48,7 @@ def _resume(args: argparse.Namespace) -> int:
     if not (args.task or args.expert):
         raise SystemExit(f"coe: error: thread {args.thread} is paused for review: give --task or --expert")
     answer = {"task": args.task} if args.task else {"expert": args.expert}
-    move_pause_to_review(graph, run)
+    move_pause_to_review(graph, run, state)
     return print_result(graph.invoke(Command(resume=answer), run), run, args.json, started)
 
 

@@ -557,7 +557,7 @@ async def _resume(served: Served, thread_id: str, answer: Any, deadline_s: float
     if paused and (problem := review_error(served.pool.task_map, answer)) is not None:
         raise ProtocolError(400, problem, "invalid_review")
     if paused:
-        await amove_pause_to_review(graph, config)
+        await amove_pause_to_review(graph, config, state)
     translator = Translator(thread_id, new_completion_id(), "coe", [])
     translator.cost = watch.cost
     if observed is not None:
