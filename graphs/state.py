@@ -109,6 +109,19 @@ class RouterState(InputState, total=False):
     consult_rank: int
 
 
+class DispatchState(TypedDict, total=False):
+    """What the edge after the router reads (graphs/two_stage.py `dispatch`): LangGraph hands a conditional edge
+    only the channels its state type names, so the edge does not copy every channel of the run to choose a node."""
+
+    route: Annotated[Route, keep_route]
+    query: str
+    messages: Annotated[list[AnyMessage], add_messages]
+    options: list[str] | None
+    context: str | None
+    decision: Annotated[RoutingDecision, keep_decision]
+    sampling: dict | None
+
+
 class PlanOutputState(OutputState):
     """A planned run also returns its steps, in order, and whether the plan was used or fell back."""
 

@@ -38,10 +38,10 @@ from coe_router.routing.classifiers import TaskClassifier
 from coe_router.routing.pool import ExpertPool
 from coe_router.routing.query_router import LiveQueryRouter
 
-from .state import InputState, OutputState, RouterState, read
+from .state import DispatchState, InputState, OutputState, RouterState, read
 
 
-def dispatch(state: RouterState) -> Literal["expert", "review"] | list[Send]:
+def dispatch(state: DispatchState) -> Literal["expert", "review"] | list[Send]:
     """One expert, or a Send to `consult` for each expert of the fan-out (best-ranked first); `review` when the
     router left the route to a person (persistence.review_unknown)."""
     route = read(state, "route")

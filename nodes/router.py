@@ -43,15 +43,29 @@ def query_level_route(query_router: LiveQueryRouter, pool: ExpertPool, task: str
     """The query-level router's ranking of the experts it has outcomes for, then the task map's chain for the rest."""
     ranked, expected = query_router.rank(query, cost_weight, task)
     live = set(pool.names())
-    usual = pool.task_map.route(task)
     chain = [e for e in ranked if e in live]
-    chain += [e for e in [usual.expert, *usual.fallbacks] if e not in chain]
+    if len(chain) < len(live):  # experts with no outcomes follow in the task map's order
+        usual = pool.task_map.route(task)
+        chain += [e for e in [usual.expert, *usual.fallbacks] if e not in chain]
     candidates = [Candidate(expert=e, expected_score=expected.get(e), price=prices.get(e)) for e in ranked if e in live]
     return Route(expert=chain[0], fallbacks=chain[1:], reason=query_router.reason), candidates
 
 
 # What the router step leaves when the review node is to route the query (nodes/review.py).
 LEFT_TO_REVIEW = {"route": None, "decision": None, "consultations": None}
+
+_last_version: tuple[TaskMap | None, str] = (None, "")
+
+
+def task_map_version(task_map: TaskMap) -> str:
+    """`task_map.version`, hashed once per map: the pool replaces its map whole on every change (never edits it),
+    and hashing it costs about 0.1 ms a decision right after the query's forward pass."""
+    global _last_version
+    known, version = _last_version
+    if known is not task_map:
+        version = task_map.version
+        _last_version = (task_map, version)
+    return version
 
 
 def route_update(task_map: TaskMap, state: RouterState, task: TaskDecision, route: Route, candidates: list[Candidate],
@@ -68,7 +82,7 @@ def route_update(task_map: TaskMap, state: RouterState, task: TaskDecision, rout
         retrieved=read(state, "retrieved", []),
         expert=route.expert,
         fallbacks=route.fallbacks,
-        task_map_version=task_map.version,
+        task_map_version=task_map_version(task_map),
         overrides=context.overrides(),
         candidates=candidates,
     )

@@ -58,6 +58,12 @@ def encode_through_cache(encode: Callable[[list[str]], np.ndarray], texts: Seque
     texts = list(texts)
     if cache is None or not texts:
         return np.asarray(encode(texts), dtype=np.float32)
+    if len(texts) == 1:  # a query (the router looks twice: examples, then memory), in as few steps as can be
+        if (vector := cache.get(texts[0])) is not None:
+            return vector[None, :]  # get() hands out a copy
+        fresh = np.asarray(encode(texts), dtype=np.float32)
+        cache.put(texts[0], fresh[0])  # put() stores a copy
+        return fresh
     found = [cache.get(text) for text in texts]
     missing = list(dict.fromkeys(text for text, vector in zip(texts, found) if vector is None))
     if missing:

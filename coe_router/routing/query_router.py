@@ -33,6 +33,14 @@ def argmax_with_ties(utility: np.ndarray, order: np.ndarray) -> np.ndarray:
     return order[np.argmax(permuted, axis=1)]
 
 
+def ranked_with_ties(utility: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Model indices best first by one query's `utility`, exact ties (to 1e-9) in `order`: `argmax_with_ties`'
+    rule for every place, so the first is the model it picks."""
+    place = np.empty_like(order)
+    place[order] = np.arange(len(order))
+    return np.lexsort((place, -np.round(utility, 9)))
+
+
 def price_vector(models: Sequence[str], prices: dict[str, float] | None) -> np.ndarray | None:
     """Prices in model order, or None when no price is known; a partial price list is an error (a missing price
     would make that model look free)."""
@@ -193,9 +201,10 @@ class KnnRouter:
     def task_posterior(self, idx: np.ndarray, sims: np.ndarray, task_k: int) -> np.ndarray:
         """P(task | query): the similarity-weighted label vote of the nearest `task_k` (the knn classifier's vote)."""
         k = min(task_k, idx.shape[1])
+        n, tasks = idx.shape[0], len(self.task_names)
         weights = np.maximum(sims[:, :k], 0.0) + 1e-12
-        votes = np.zeros((idx.shape[0], len(self.task_names)))
-        np.add.at(votes, (np.repeat(np.arange(idx.shape[0]), k), self.memory.task_ids[idx[:, :k]].ravel()), weights.ravel())
+        cells = (np.arange(n)[:, None] * tasks + self.memory.task_ids[idx[:, :k]]).ravel()  # (query, task) cells
+        votes = np.bincount(cells, weights.ravel(), minlength=n * tasks).reshape(n, tasks)
         return votes / votes.sum(axis=1, keepdims=True)
 
     def utilities(self, expected: np.ndarray, cost_weight: float | None = None) -> np.ndarray:
@@ -279,13 +288,9 @@ class LiveQueryRouter:
         else:
             idx, sims = self.knn.neighbours(vector[None, :])
             expected = self.knn.expected_scores(idx, sims)
-        utility = self.knn.utilities(expected, cost_weight)
-        best = int(argmax_with_ties(utility, self.knn.order)[0])
-        place = {model: rank for rank, model in enumerate(self.knn.order.tolist())}
-        rest = sorted((i for i in range(len(self.knn.models)) if i != best),
-                      key=lambda i: (-round(float(utility[0, i]), 9), place[i]))
-        ranked = [self.knn.models[i] for i in [best, *rest]]
-        return ranked, {m: round(float(v), 4) for m, v in zip(self.knn.models, expected[0])}
+        models = self.knn.models
+        ranked = ranked_with_ties(self.knn.utilities(expected, cost_weight)[0], self.knn.order)
+        return [models[i] for i in ranked.tolist()], {m: round(v, 4) for m, v in zip(models, expected[0].tolist())}
 
     def record(self, query: str, expert: str, score: float, task: str, replaces: int | None = None) -> int | None:
         """A served answer's outcome joins the memory: the next query near this one weighs it. `replaces`: the
