@@ -188,3 +188,18 @@ def test_leaderboard_build_includes_the_feedback_journal(tmp_path, store, capsys
     assert after["count"]["history"]["coder"] == before["count"]["history"]["coder"] + 300
     assert after["accuracy"]["history"]["coder"] > before["accuracy"]["history"]["coder"]
     assert after["best"]["history"] == "coder" != before["best"]["history"]
+
+
+def test_the_ranking_puts_argmax_first_and_breaks_ties_in_preference_order():
+    from coe_router.routing.query_router import argmax_with_ties, ranked_with_ties
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        utility = rng.choice([0.1, 0.5, 0.5 + 1e-12, 0.9], size=8)  # ties, and near-ties within 1e-9
+        order = rng.permutation(8)
+        ranked = ranked_with_ties(utility, order)
+        assert ranked[0] == argmax_with_ties(utility[None, :], order)[0]
+        assert sorted(ranked.tolist()) == list(range(8))
+        place = {model: rank for rank, model in enumerate(order.tolist())}
+        keys = [(-round(float(utility[i]), 9), place[i]) for i in ranked.tolist()]
+        assert keys == sorted(keys)
