@@ -13,7 +13,10 @@ written into the memory collection beforehand (as a first start would have), so 
   langchain-openai included);
 - `decision`: query text -> the router's decision (`coe_router.decide`), against `floor`: one uncached query
   embedding, both on the same fresh held-out questions, interleaved, each first on every other question, with
-  garbage collection off while they run (as in the routing rows);
+  garbage collection off while they run (as in the routing rows); `ratio_p50` is p50(decision) / p50(floor) (the
+  target's), and, question by question, `above_floor_p50_ms` the median of decision - floor and
+  `paired_ratio_p50` the median of decision / floor (steadier: the floor's spread over question lengths moves
+  the ratio of medians by a few hundredths);
 - `hnsw_agreement`: above the exact-scan size, the share of queries whose pick equals an exact scan's.
 The 29 experts point at an endpoint nobody serves: no expert is called.
 """
@@ -176,6 +179,9 @@ def run(data: Data, encoder, sizes: list[int], n_queries: int, fresh_starts: int
                         samples.append(now() - start)
             row["decision"], row["floor"] = summary(decisions), summary(floor)
             row["ratio_p50"] = round(row["decision"]["p50_ms"] / row["floor"]["p50_ms"], 3)
+            paired_decisions, paired_floor = np.array(decisions), np.array(floor)  # question by question
+            row["above_floor_p50_ms"] = round(float(np.median(paired_decisions - paired_floor)) * 1000, 3)
+            row["paired_ratio_p50"] = round(float(np.median(paired_decisions / paired_floor)), 3)
             if row["approximate"]:
                 row["hnsw_agreement"] = _agreement(models, vectors, scores, cats,
                                                    data.vectors[query_rows].astype(np.float32))

@@ -54,8 +54,10 @@ def targets(r: dict) -> list[dict]:
                         "value": f"{smallest['start_fresh_process_s']} s from `import coe_router` "
                                  f"(build_graph alone {smallest['build_graph_fresh_process_s']} s)",
                         "met": smallest["start_fresh_process_s"] <= 5.0})
+        paired = (f" (question by question: {smallest['above_floor_p50_ms']} ms above the embedding, "
+                  f"{smallest['paired_ratio_p50']}x, p50)" if "paired_ratio_p50" in smallest else "")
         out.append({"target": f"knn decision p50 <= 1.3x one query embedding ({smallest['rows']:,} rows)",
-                    "value": f"{smallest['ratio_p50']}x", "met": smallest["ratio_p50"] <= 1.3})
+                    "value": f"{smallest['ratio_p50']}x{paired}", "met": smallest["ratio_p50"] <= 1.3})
         if largest is not smallest:
             out.append({"target": f"knn decision p50 <= 1.5x one query embedding ({largest['rows']:,} rows)",
                         "value": f"{largest['ratio_p50']}x", "met": largest["ratio_p50"] <= 1.5})

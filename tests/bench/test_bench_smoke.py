@@ -46,3 +46,5 @@ def test_python_dash_m_bench_runs_every_section_on_tiny_sizes(tmp_path):
     results = json.loads(report.read_text())
     for section in ("routing", "graph", "throughput", "scaling", "leaderboard", "knn_scale", "metrics"):
         assert results.get(section), (section, sorted(results))
+    for row in results["knn_scale"].values():  # the target's ratio and its question-by-question companions
+        assert row["ratio_p50"] > 0 and row["paired_ratio_p50"] > 0 and "above_floor_p50_ms" in row
