@@ -30,6 +30,7 @@ from coe_router.routing.pool import ExpertPool
 from coe_router.routing.query_router import KnnRouter, LiveQueryRouter
 from coe_router.routing.task_map import expert_prices, task_map_from_config
 from coe_router.routing.time_budget import AttemptPolicy
+from coe_router.startup import collection_paused
 
 
 def needs_examples(config: RouterConfig) -> bool:
@@ -133,14 +134,16 @@ def build_graph(
     encoder (or pass any LangChain `Embeddings` as `encoder`), the Chroma example store (indexed on first use),
     the classifier and the live expert pool (`expert_pool`). A service passes the `pool` it owns, so every graph
     it builds routes over the one pool its admin API edits; the compiled graph keeps it as `graph.pool`.
+    The garbage collector is paused while it builds (coe_router/startup.py).
     """
-    if not isinstance(config, RouterConfig):
-        config = load_config(config)
-    try:
-        return _assemble(config, models, store, encoder, classifier, checkpointer, progress, pool)
-    except ConfigError as exc:
-        source = str(config.source) if config.source else ""
-        raise (type(exc)(f"{source}: {exc}") if source and not str(exc).startswith(source) else exc) from None
+    with collection_paused():
+        if not isinstance(config, RouterConfig):
+            config = load_config(config)
+        try:
+            return _assemble(config, models, store, encoder, classifier, checkpointer, progress, pool)
+        except ConfigError as exc:
+            source = str(config.source) if config.source else ""
+            raise (type(exc)(f"{source}: {exc}") if source and not str(exc).startswith(source) else exc) from None
 
 
 def attempt_policies(config: RouterConfig) -> dict[str, AttemptPolicy]:
