@@ -6,13 +6,15 @@ import gc
 import hashlib
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from coe_router.jsonl import read_jsonl
+from coe_router.startup import collection_paused
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -70,17 +72,13 @@ def timed(fn: Callable, *args):
     return time.perf_counter() - start, result
 
 
-class quiet_gc:
-    """Garbage collection off inside a measured loop (a collection in the middle of one sample is noise)."""
-
-    def __enter__(self):
-        self.was = gc.isenabled()
-        gc.collect()
-        gc.disable()
-
-    def __exit__(self, *exc):
-        if self.was:
-            gc.enable()
+@contextmanager
+def quiet_gc() -> Iterator[None]:
+    """Garbage collection off inside a measured loop (a collection in the middle of one sample is noise), after
+    one collection of what came before."""
+    gc.collect()
+    with collection_paused():
+        yield
 
 
 @dataclass
