@@ -398,11 +398,19 @@ async def _unless_disconnected(http: Request | None, work, watch: RequestWatch):
     finally:
         if not task.done():
             watch.cancel()
-            task.cancel()
+            task.cancel()  # only asks: the task is not done (nor `cancelled()`) until it next runs
+            task.add_done_callback(_retrieve)
         gone.cancel()
-    if task.cancelled():
+    if not task.done() or task.cancelled():
         raise RequestCancelled("the client went away")
     return task.result()
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    """A run cancelled for a client that left ends unawaited: take its outcome, so asyncio logs no "exception was
+    never retrieved" for it."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Observed:

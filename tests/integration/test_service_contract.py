@@ -35,6 +35,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel
 
 from coe_router.config import default_config_path
@@ -749,6 +750,30 @@ def test_client_disconnect_cancels_the_generation(fleet, up):
     assert "drip:0.2" in up.disconnects, "the upstream generation kept running after the client left"
     with http(fleet.main.url) as client:
         assert chat(client).status_code == 200
+
+
+def _requests_by_status(service: CoeServe) -> Counter:
+    with http(service.url) as client:
+        text = client.get("/metrics").text
+    counts: Counter = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "coe_requests_total":
+                counts[sample.labels["status"]] += sample.value
+    return counts
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_client_that_leaves_while_its_expert_works_is_a_cancelled_request_not_a_500(fleet, up, stream):
+    """Gone before any output (an expert still thinking): counted as 499 `cancelled`, never as a server error."""
+    before, log_before = _requests_by_status(fleet.main), len(fleet.main.log())
+    with http(fleet.main.url, timeout=0.5) as client, pytest.raises(httpx.ReadTimeout):
+        chat(client, "coe/hang", stream=stream)  # the client gives up after 0.5 s, inside the hung attempt
+    deadline = time.monotonic() + 5
+    while (grown := _requests_by_status(fleet.main) - before).total() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert grown == Counter({"499": 1}), grown
+    assert "internal_error" not in fleet.main.log()[log_before:]
 
 
 # -- secrets -----------------------------------------------------------------------------------------------------
