@@ -1,5 +1,5 @@
 """Intake node: what this run routes (the last human turn of `messages`, or `query`) and whether the run's
-context is valid, checked before any model or the encoder spends time on it.
+context and tools are valid, checked before any model or the encoder spends time on it.
 
 A `query` input is appended to the conversation as a human turn, so both inputs leave the same state behind and
 a later turn on the same thread sees the whole conversation. A conversation's last human turn is routed once:
@@ -18,6 +18,7 @@ from langgraph.runtime import Runtime
 from coe_router.graphs.context import RouterContext, check_configurable, check_context, run_context
 from coe_router.graphs.state import RouterState
 from coe_router.inputs import check_query
+from coe_router.routing.tool_specs import check_tools
 
 
 def last_human(messages) -> HumanMessage | None:
@@ -33,6 +34,7 @@ def make_intake_node(max_query_chars: int, experts: Callable[[], Iterable[str]],
     def intake(state: RouterState, config: RunnableConfig, runtime: Runtime[RouterContext]) -> dict:
         check_configurable(config.get("configurable"))
         check_context(run_context(runtime), experts(), tasks)
+        check_tools(state.get("tools"))
         turn = last_human(state.get("messages"))
         if turn is not None and turn.id != state.get("routed_message_id"):
             return {"query": check_query(turn.text, max_query_chars), "routed_message_id": turn.id}

@@ -31,6 +31,7 @@ from coe_router.models.scoring import likelihood_scorer
 from coe_router.prompts.expert import CHOICE_PREFIX, LETTERS, extract_choice, format_expert_prompt, format_options
 from coe_router.routing.context_window import CHARS_PER_TOKEN, answer_budget, check_fits, count_tokens
 from coe_router.routing.time_budget import attempt_clock
+from coe_router.routing.tool_specs import InvalidToolsError
 
 ANSWER_TAG = "coe:answer"
 # Set in `configurable` by a plan's step whose output is not the answer (a later step or the synthesizer writes
@@ -94,6 +95,8 @@ def _with_tools(name: str, spec: ExpertSpec, model: BaseChatModel, tools: list[d
         return model.bind_tools(tools, tool_choice=tool_choice) if tool_choice else model.bind_tools(tools)
     except NotImplementedError:
         raise ToolsUnsupportedError(f"expert {name!r} (model {spec.model!r}) cannot call tools") from None
+    except (KeyError, ValueError, TypeError) as exc:  # LangChain could not convert them: the request's fault
+        raise InvalidToolsError(f"the tools cannot be given to expert {name!r}: {type(exc).__name__}: {exc}") from None
 
 
 class TruncatedAnswerError(RuntimeError):

@@ -29,6 +29,7 @@ from coe_router.config import ExpertSpec
 from coe_router.redact import redact
 from coe_router.routing.context_window import ContextWindowError, QueryTooLongError
 from coe_router.routing.expert_call import ToolsUnsupportedError
+from coe_router.routing.tool_specs import InvalidToolsError
 from coe_router.routing.time_budget import (
     MAX_RETRY_WAIT_WITH_FALLBACK_S,
     RESERVE_SHARE,
@@ -123,7 +124,7 @@ def status_of(exc: BaseException) -> int | None:
 
 def is_request_fault(exc: BaseException) -> bool:
     """The request's own fault, which says nothing about the expert's health."""
-    return isinstance(exc, (ContextWindowError, ToolsUnsupportedError, RequestCancelled)) or status_of(exc) in (
+    return isinstance(exc, (ContextWindowError, ToolsUnsupportedError, InvalidToolsError, RequestCancelled)) or status_of(exc) in (
         400, 413, 422)
 
 
@@ -278,9 +279,12 @@ class RouteWalk:
 
 def no_expert_could(failures: dict[str, Exception], errors: dict[str, str] | None = None) -> Exception:
     """The error for a route on which every expert failed: the request's own fault when every expert refused it
-    for the same reason (too long for every context window, tools none can call), else the experts'."""
+    for the same reason (too long for every context window, tools none can be given or call), else the
+    experts'."""
     if failures and all(isinstance(exc, ContextWindowError) for exc in failures.values()):
         return QueryTooLongError("the query is too long for every expert: " + "; ".join(map(str, failures.values())))
+    if failures and all(isinstance(exc, InvalidToolsError) for exc in failures.values()):
+        return next(iter(failures.values()))
     if failures and all(isinstance(exc, ToolsUnsupportedError) for exc in failures.values()):
         return ToolsUnsupportedError("no expert on the route can call tools: " + "; ".join(map(str, failures.values())))
     return ExpertsFailedError(errors if errors is not None else {n: describe(e) for n, e in failures.items()})

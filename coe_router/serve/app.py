@@ -43,6 +43,7 @@ from coe_router.errors import (
     ExpertsUnavailableError,
     InvalidContextError,
     InvalidQueryError,
+    InvalidToolsError,
     QueryTooLongError,
     ToolsUnsupportedError,
 )
@@ -85,6 +86,8 @@ def error_status(exc: BaseException) -> tuple[int, str, str]:
         return exc.status, str(exc), exc.code
     if isinstance(exc, QueryTooLongError):
         return 400, str(exc), "context_length_exceeded"
+    if isinstance(exc, InvalidToolsError):
+        return 400, str(exc), "invalid_parameter"
     if isinstance(exc, InvalidQueryError):
         return 400, str(exc), "invalid_query"
     if isinstance(exc, (InvalidContextError, ValidationError)):

@@ -16,6 +16,7 @@ from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from coe_router.models.sampling import SAMPLING_PARAMS
+from coe_router.routing.tool_specs import tool_choice_problem, tools_problem
 
 IGNORED_PARAMS = {"user", "metadata", "store", "parallel_tool_calls"}
 """Accepted and recorded, but they cannot change an answer (`parallel_tool_calls`: experts call one tool at a time
@@ -90,6 +91,7 @@ class ChatRequest(BaseModel):
             raise ProtocolError(400, f"unsupported response_format type {self.response_format.get('type')!r}",
                                 "unsupported_parameter", "response_format")
         self._check_stop()
+        self._check_tools()
         self._check_schema()
 
     def _check_stop(self) -> None:
@@ -98,6 +100,16 @@ class ChatRequest(BaseModel):
         stops = [self.stop] if isinstance(self.stop, str) else self.stop
         if stops is not None and (not 1 <= len(stops) <= 4 or not all(stops)):
             raise ProtocolError(400, "stop must be one to four non-empty strings", "invalid_parameter", "stop")
+
+    def _check_tools(self) -> None:
+        """Tools no expert can be given are the request's fault: a 400 naming them, before any expert (and its
+        circuit breaker) sees them (routing/tool_specs.py)."""
+        problem = tools_problem(self.tools)
+        if problem is not None:
+            raise ProtocolError(400, problem, "invalid_parameter", "tools")
+        problem = tool_choice_problem(self.tool_choice, self.tools)
+        if problem is not None:
+            raise ProtocolError(400, problem, "invalid_parameter", "tool_choice")
 
     def _check_schema(self) -> None:
         """A json_schema response format needs a name and a valid JSON Schema (checked with jsonschema)."""

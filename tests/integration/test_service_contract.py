@@ -752,6 +752,22 @@ def test_client_disconnect_cancels_the_generation(fleet, up):
         assert chat(client).status_code == 200
 
 
+@pytest.mark.parametrize("tool", [{"type": "function", "function": {"parameters": {"type": "object"}}},
+                                  {"type": "web_search"}, {"type": "custom", "custom": {"name": "grammar"}}])
+def test_tools_no_expert_can_be_given_are_a_400_and_leave_the_breakers_closed(fleet, up, tool):
+    """Each failed inside LangChain (or switched it to the Responses API) on every expert of the route, and three
+    of them opened every breaker, so everyone's requests got 503 for the cooldown."""
+    with http(fleet.main.url) as client:
+        for stream in (False, True, False, True):  # more than allowed_fails (3)
+            refused = chat(client, stream=stream, tools=[tool])
+            assert refused.status_code == 400, refused.text
+            assert refused.json()["error"]["param"] == "tools" and "tools[0]" in refused.json()["error"]["message"]
+        assert up.of() == []
+        answered = chat(client)
+        assert answered.status_code == 200 and answered.headers["x-coe-expert"] == "capture"
+        assert answered.json()["coe"]["tried"] == ["capture"]
+
+
 def _requests_by_status(service: CoeServe) -> Counter:
     with http(service.url) as client:
         text = client.get("/metrics").text

@@ -7,7 +7,7 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.tools import tool
 from pydantic import BaseModel
 
-from coe_router import CoERouterChatModel, ToolsUnsupportedError
+from coe_router import CoERouterChatModel, InvalidToolsError, ToolsUnsupportedError
 from tests.fakes import ScriptedChat, ToolCallingChat
 
 MATH = "solve the equation for x: 2x + 3 = 7"
@@ -121,6 +121,35 @@ def test_structured_output_refuses_an_unknown_method(router):
 def test_tools_on_experts_that_cannot_call_them_name_every_expert(router):
     with pytest.raises(ToolsUnsupportedError, match=r"expert 'mathematician' \(model 'math-model'\) cannot call"):
         router.bind_tools([multiply]).invoke(MATH)
+
+
+def test_a_tool_no_expert_can_be_given_is_refused_before_routing(config, store):
+    """A built-in tool type would make langchain-openai call the upstream's Responses API: named, no expert called,
+    and no circuit breaker counts it (allowed_fails is 3, so four such requests would otherwise open it)."""
+    expert = ToolCallingChat(args={"a": 6, "b": 7}, seen=[])
+    router = CoERouterChatModel.from_config(config, models=models(**{"math-model": expert}), store=store)
+    for _ in range(4):
+        with pytest.raises(InvalidToolsError, match=r"tools\[0\]: type 'web_search' is not supported"):
+            router.bind_tools([{"type": "web_search"}]).invoke(MATH)
+    assert expert.seen == []
+    assert router.bind_tools([multiply]).invoke(MATH).name == "mathematician"
+
+
+class UnconvertibleToolsChat(ToolCallingChat):
+    """An expert whose integration cannot convert the tools (langchain-openai raises KeyError or ValueError)."""
+
+    def bind_tools(self, tools, *, tool_choice=None, **kwargs):
+        raise ValueError("Unsupported function")
+
+
+def test_tools_an_integration_cannot_convert_are_the_requests_fault_not_the_experts(config, store):
+    unconvertible = {name: UnconvertibleToolsChat(seen=[]) for name in ("math-model", "code-model", "general-model")}
+    router = CoERouterChatModel.from_config(config, models=models(**unconvertible), store=store)
+    for _ in range(4):
+        with pytest.raises(InvalidToolsError, match="cannot be given to expert 'mathematician': ValueError"):
+            router.bind_tools([multiply]).invoke(MATH)
+    reply = router.invoke(MATH)  # the breaker stayed closed: the routed expert answers
+    assert reply.name == "mathematician" and reply.response_metadata["coe"]["tried"] == ["mathematician"]
 
 
 def test_as_the_model_of_a_langchain_agent(config, store):
