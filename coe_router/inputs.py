@@ -9,6 +9,16 @@ class InvalidQueryError(ValueError):
     """A query the router refuses: empty, too long, or not text."""
 
 
+def message_text(content: str | list) -> str:
+    """A message's text: its text parts a line each (as vLLM joins them). LangChain's `.text` glues them, so
+    "Translate this:" and "Bonjour" would be routed and answered as "Translate this:Bonjour"."""
+    if isinstance(content, str):
+        return content
+    parts = (part if isinstance(part, str) else part.get("text") if part.get("type") == "text" else None
+             for part in content)
+    return "\n".join(part for part in parts if isinstance(part, str))
+
+
 def check_query(query: object, max_chars: int = MAX_QUERY_CHARS) -> str:
     if isinstance(query, bytes):
         try:

@@ -15,6 +15,7 @@ from langgraph.runtime import Runtime
 from coe_router.defaults import UNKNOWN_TASK
 from coe_router.graphs.context import InvalidContextError, RouterContext, run_context
 from coe_router.graphs.state import RouterState, read
+from coe_router.inputs import message_text
 from coe_router.routing.classifiers import TaskClassifier
 from coe_router.schema import RetrievedExample, TaskDecision
 
@@ -26,7 +27,7 @@ def previous_human_turn(state: RouterState) -> str | None:
     turns = [m for m in state.get("messages") or [] if isinstance(m, HumanMessage)]
     routed = state.get("routed_message_id")
     earlier = [m for m in turns if m.id != routed]
-    return earlier[-1].text if earlier and turns and turns[-1].id == routed else None
+    return message_text(earlier[-1].content) if earlier and turns and turns[-1].id == routed else None
 
 
 def make_classifier_node(classify: TaskClassifier, tasks: Iterable[str] = (), retrieve: Retrieve | None = None,

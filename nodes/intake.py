@@ -17,7 +17,7 @@ from langgraph.runtime import Runtime
 
 from coe_router.graphs.context import RouterContext, check_configurable, check_context, run_context
 from coe_router.graphs.state import RouterState
-from coe_router.inputs import check_query
+from coe_router.inputs import check_query, message_text
 from coe_router.routing.tool_specs import check_tools
 
 
@@ -37,7 +37,7 @@ def make_intake_node(max_query_chars: int, experts: Callable[[], Iterable[str]],
         check_tools(state.get("tools"))
         turn = last_human(state.get("messages"))
         if turn is not None and turn.id != state.get("routed_message_id"):
-            return {"query": check_query(turn.text, max_query_chars), "routed_message_id": turn.id}
+            return {"query": check_query(message_text(turn.content), max_query_chars), "routed_message_id": turn.id}
         query = check_query(state.get("query"), max_query_chars)
         message = HumanMessage(query, id=str(uuid.uuid4()))
         return {"query": query, "messages": [message], "routed_message_id": message.id}

@@ -26,6 +26,7 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict
 
 from coe_router.config import ExpertSpec
+from coe_router.inputs import message_text
 from coe_router.models.sampling import with_sampling
 from coe_router.models.scoring import likelihood_scorer
 from coe_router.prompts.expert import CHOICE_PREFIX, LETTERS, extract_choice, format_expert_prompt, format_options
@@ -77,14 +78,16 @@ def _choice_prompt(question: str, options: Sequence[str], domain: str) -> str:
 
 def expert_messages(spec: ExpertSpec, prompt: str, conversation: Sequence[BaseMessage] = ()) -> list[BaseMessage]:
     """What the expert reads: one system message (the expert's own prompt, then the conversation's), the earlier
-    turns, the routed human turn as `prompt`, then whatever followed it (tool calls and their results)."""
+    turns, the routed human turn as `prompt` (under its author's `name`, if it had one), then whatever followed it
+    (tool calls and their results)."""
     systems = [spec.system_prompt] if spec.system_prompt else []
-    systems += [m.text for m in conversation if isinstance(m, SystemMessage) and m.text]
+    systems += [text for m in conversation if isinstance(m, SystemMessage) and (text := message_text(m.content))]
     turns = [m for m in conversation if not isinstance(m, SystemMessage)]
     last_human = max((i for i, m in enumerate(turns) if isinstance(m, HumanMessage)), default=None)
     before, after = (turns[:last_human], turns[last_human + 1:]) if last_human is not None else (turns, [])
     head = [SystemMessage("\n\n".join(systems))] if systems else []
-    return [*head, *before, HumanMessage(prompt), *after]
+    name = turns[last_human].name if last_human is not None else None
+    return [*head, *before, HumanMessage(prompt, name=name), *after]
 
 
 def _with_tools(name: str, spec: ExpertSpec, model: BaseChatModel, tools: list[dict] | None,

@@ -15,6 +15,7 @@ from typing import Any, Callable, Literal
 from langchain_core.messages import AIMessage, BaseMessage, convert_to_messages
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from coe_router.inputs import message_text
 from coe_router.models.sampling import SAMPLING_PARAMS
 from coe_router.routing.tool_specs import tool_choice_problem, tools_problem
 
@@ -129,7 +130,8 @@ class ChatRequest(BaseModel):
                                 "invalid_parameter", "response_format") from None
 
     def conversation(self) -> list[BaseMessage]:
-        """The messages as LangChain messages (developer turns are system turns); needs a user turn."""
+        """The messages as LangChain messages (developer turns are system turns); needs a user turn. A message's
+        text parts become one text, a line each (coe_router.inputs.message_text)."""
         if not any(m.role == "user" for m in self.messages):
             raise ProtocolError(400, "messages must contain a user message", "no_user_message", "messages")
         dicts = []
@@ -137,7 +139,7 @@ class ChatRequest(BaseModel):
             data = message.model_dump(exclude_none=True)
             data["role"] = "system" if message.role == "developer" else message.role
             if isinstance(data.get("content"), list):
-                data["content"] = "".join(part["text"] for part in data["content"])
+                data["content"] = message_text(data["content"])
             data.setdefault("content", "")
             dicts.append(data)
         try:

@@ -274,14 +274,15 @@ def test_whole_conversation_reaches_the_expert(fleet, up):
                 {"role": "user", "content": "what is two plus two?"},
                 {"role": "assistant", "content": "four"},
                 {"role": "developer", "content": "Be brief."},
-                {"role": "user", "content": [{"type": "text", "text": "and the integral "}, {"type": "text", "text": "of x?"}]}]
+                {"role": "user", "name": "alice",
+                 "content": [{"type": "text", "text": "Translate this:"}, {"type": "text", "text": "Bonjour"}]}]
     reply = oai(fleet.main).chat.completions.create(model="coe/capture", messages=messages)
     assert reply.choices[0].message.content == "upstream answer"
     sent = up.last("answer").body["messages"]
     assert sent == [{"role": "system", "content": "You are the capture expert.\n\nAnswer in French.\n\nBe brief."},
                     {"role": "user", "content": "what is two plus two?"},
                     {"role": "assistant", "content": "four"},
-                    {"role": "user", "content": "and the integral of x?"}]
+                    {"role": "user", "content": "Translate this:\nBonjour", "name": "alice"}]
 
 
 def test_tool_results_in_the_history_reach_the_expert(fleet, up):

@@ -25,6 +25,18 @@ def router(config, store):
     return CoERouterChatModel.from_config(config, models=models(), store=store)
 
 
+
+def test_text_parts_reach_the_expert_a_line_each_under_their_authors_name(config, store):
+    expert = ToolCallingChat(seen=[])  # records the messages it is sent
+    router = CoERouterChatModel.from_config(config, models=models(**{"math-model": expert}), store=store)
+    turn = HumanMessage(name="alice", content=[{"type": "text", "text": "solve the equation for x:"},
+                                              {"type": "text", "text": "2x + 3 = 7"}])
+    reply = router.invoke([turn])
+    assert reply.name == "mathematician"
+    sent = expert.seen[-1][-1]
+    assert isinstance(sent, HumanMessage) and sent.name == "alice"
+    assert "solve the equation for x:\n2x + 3 = 7" in sent.text
+
 @tool
 def multiply(a: int, b: int) -> int:
     """Multiply two integers."""
