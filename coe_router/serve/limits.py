@@ -3,7 +3,8 @@
 A client that promises more bytes than it sends would otherwise hold its connection forever, and a huge body costs
 parsing and routing CPU before it is refused. `BodyLimits`, a pure ASGI middleware, reads each body itself:
 over `max_bytes` (by its Content-Length or as it arrives) it is a 413 naming the limit, not received within
-`timeout_s` a 408; then the body is handed to the app as if it had just arrived.
+`timeout_s` a 408, a client gone before it arrived a 499; then the body is handed to the app as if it had just
+arrived.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ class BodyLimits:
             except TimeoutError:
                 return await self._refuse(send, 408, f"the request body did not arrive within --body-timeout-s "
                                                      f"{self.timeout_s:g}", "request_timeout")
-            if message["type"] == "http.disconnect":
-                return None
+            if message["type"] == "http.disconnect":  # gone before its body: a 499 nobody reads, not a missing
+                return await self._refuse(send, 499, "the client went away before its request body arrived",
+                                          "cancelled")  # response (which the app's guard would log as a 500)
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_bytes:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import statistics
+import struct
 import time
 
 import httpx
@@ -337,6 +338,17 @@ def test_a_body_that_never_arrives_is_a_408(upstream, tmp_path):
             status_line = raw.recv(4096).split(b"\r\n")[0]
             assert b"408" in status_line and time.monotonic() - started < 5
         assert httpx.get(f"{slow.url}/healthz", timeout=5).status_code == 200
+        logged = len(slow.log())
+        for _ in range(3):  # clients that reset before their body arrives: nobody to answer, nothing gone wrong
+            raw = socket.create_connection(("127.0.0.1", slow.port))
+            raw.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                        b"content-length: 1000\r\n\r\n{\"model\": ")
+            time.sleep(0.2)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+            raw.close()
+        assert httpx.get(f"{slow.url}/healthz", timeout=5).status_code == 200
+        time.sleep(0.5)
+        assert "internal_error" not in slow.log()[logged:]
 
 
 # -- a crash during a resumed review ------------------------------------------------------------------------------
