@@ -29,6 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated, Any, AsyncContextManager
 
+import anyio
 from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -489,6 +490,24 @@ async def _observed_body(body, observed: Observed):
         raise
     finally:
         observed.done(status)
+        await body.aclose()  # an exception out of `async for` leaves the stream it iterates open
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A streamed answer whose body is closed however the response ends.
+
+    When the client goes away, Starlette stops iterating the body but leaves the generator suspended, so its
+    `finally` (the graph run's end, the request's metrics) ran only once the generator happened to be
+    garbage-collected: an idle service showed a request in flight, and its status was never counted."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            close = getattr(self.body_iterator, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):  # the response's task may be cancelled: close it anyway
+                    await close()
 
 
 async def _chat(served: Served, request: ChatRequest, max_query_chars: int, deadline_s: float, idle_s: float,
@@ -518,7 +537,7 @@ async def _chat(served: Served, request: ChatRequest, max_query_chars: int, dead
             events, translator, request.include_usage, watch.usage, lambda exc: error_status(exc)[1:]), watch)
         if observed is not None:
             body = _observed_body(body, observed)
-        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+        return ClosingStreamingResponse(body, media_type="text/event-stream", headers=headers)
     events = GraphEvents(graph, inputs, config, context or None, modes=["updates", "values"], deadline_s=deadline_s,
                          watch=watch)
     result = await _unless_disconnected(http, run_to_end(events, translator), watch)
