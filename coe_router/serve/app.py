@@ -1,6 +1,6 @@
 """An OpenAI-compatible HTTP service over the router graphs: any OpenAI client can call the router like a model.
 
-POST /v1/chat/completions (streamed too), GET /v1/models (the router menu, serve/menu.py), POST
+POST /v1/chat/completions (streamed too), GET /v1/models and /v1/models/{name} (the router menu, serve/menu.py), POST
 /v1/threads/{id}/resume (answer a review pause). The whole conversation, the sampling options and the tools go
 to the routed expert (serve/protocol.py), or the request is refused with a 400 naming the parameter (a fan-out or
 a plan cannot forward them); the response carries the usage of every model call the request made, the answering
@@ -252,6 +252,13 @@ def create_app(served: Served | Any | ServedFactory, *, token_env: str | None = 
     async def models():
         names = app.state.served.names()
         return {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "coe-router"} for m in names]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str):
+        """One name the service answers to (OpenAI's `models.retrieve`): any the chat endpoint would take, so
+        `coe/<expert>` and `coe-cost-<weight>` too; another is the chat endpoint's 404 naming the menu."""
+        app.state.served.resolve(model_id)
+        return {"id": model_id, "object": "model", "owned_by": "coe-router"}
 
     @app.get("/metrics")
     async def prometheus_metrics():

@@ -23,6 +23,10 @@ IGNORED_PARAMS = {"user", "metadata", "store", "parallel_tool_calls"}
 """Accepted and recorded, but they cannot change an answer (`parallel_tool_calls`: experts call one tool at a time
 or several, as they do)."""
 
+OFF_BY_DEFAULT = {"logprobs"}
+"""Accepted when they ask for nothing (`logprobs: false` or null, which some clients always send); asked for, they
+are refused as unsupported."""
+
 
 class ProtocolError(ValueError):
     """A request the service cannot serve as asked; `status` and `code` go into the OpenAI-style error body."""
@@ -80,7 +84,8 @@ class ChatRequest(BaseModel):
         if where is not None:
             raise ProtocolError(400, f"{where} is not valid Unicode text (a lone surrogate cannot be encoded as "
                                      "UTF-8)", "invalid_body", where.split("[")[0].split(".")[0])
-        unknown = sorted(set(self.model_extra or {}) - IGNORED_PARAMS)
+        unknown = sorted(key for key, value in (self.model_extra or {}).items()
+                         if key not in IGNORED_PARAMS and not (key in OFF_BY_DEFAULT and not value))
         if unknown:
             raise ProtocolError(400, f"unsupported parameter {unknown[0]!r}: the router forwards "
                                      f"{', '.join(SAMPLING_PARAMS)}, tools and tool_choice", "unsupported_parameter",
@@ -231,6 +236,7 @@ def completion(completion_id: str, message: AIMessage, decision: dict, fallback_
     finish = finish_reason(message)
     if message.tool_calls:
         body["tool_calls"] = tool_calls(message)
+        body["content"] = message.text or None  # as OpenAI answers a call with no text
     return {
         "id": completion_id,
         "object": "chat.completion",

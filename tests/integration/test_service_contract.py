@@ -330,6 +330,7 @@ def test_tools_and_a_named_tool_choice_are_forwarded(fleet, up):
     assert reply.choices[0].finish_reason == "tool_calls"
     call = reply.choices[0].message.tool_calls[0]
     assert call.function.name == "weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    assert reply.choices[0].message.content is None  # a call with no text, as OpenAI sends it
 
 
 def test_tool_call_streams(fleet, up):
@@ -359,6 +360,13 @@ def test_unsupported_parameters_are_a_400_naming_them(fleet, up, extra, param):
             error = response.json()["error"]
             assert error["code"] == "unsupported_parameter" and error["param"] == param and param in error["message"]
     assert not up.of(), "a refused request must not reach an expert"
+
+
+def test_a_parameter_that_asks_for_nothing_is_accepted(fleet, up):
+    """`logprobs: false` (some clients always send it) changes no answer; `logprobs: true` is refused above."""
+    with http(fleet.main.url) as client:
+        for stream in (False, True):
+            assert chat(client, stream=stream, logprobs=False).status_code == 200
 
 
 # -- usage, model, headers ---------------------------------------------------------------------------------------
@@ -409,6 +417,12 @@ def test_models_menu(fleet):
     assert shapes == ["coe", "coe-plan", "coe/mathematician", "coe/coder"]
     local = [m.id for m in oai(fleet.local, token=None).models.list()]
     assert {"coe", "coe-plan", "coe/smollm2", "coe/gemma3", "coe-cost-0.5"} <= set(local)
+    for name in ("coe", "coe/capture"):
+        assert oai(fleet.main).models.retrieve(name).id == name
+    assert oai(fleet.local, token=None).models.retrieve("coe-cost-0.25").id == "coe-cost-0.25"
+    with pytest.raises(openai.NotFoundError) as missing:
+        oai(fleet.main).models.retrieve("coe/nobody")
+    assert "coe/capture" in str(missing.value)  # names the menu
 
 
 def test_pinned_expert_and_unknown_models(fleet, up):
