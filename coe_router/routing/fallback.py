@@ -124,8 +124,8 @@ def status_of(exc: BaseException) -> int | None:
 
 def is_request_fault(exc: BaseException) -> bool:
     """The request's own fault, which says nothing about the expert's health."""
-    return isinstance(exc, (ContextWindowError, ToolsUnsupportedError, InvalidToolsError, RequestCancelled)) or status_of(exc) in (
-        400, 413, 422)
+    refused = (ContextWindowError, ToolsUnsupportedError, InvalidToolsError, RequestCancelled)
+    return isinstance(exc, refused) or status_of(exc) in (400, 413, 422)
 
 
 def retry_after_s(exc: BaseException) -> float | None:

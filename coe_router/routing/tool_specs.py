@@ -63,7 +63,9 @@ def tool_choice_problem(tool_choice: Any, tools: list[dict] | None) -> str | Non
     name = function.get("name") if isinstance(function, dict) else None
     if not isinstance(tool_choice, dict) or tool_choice.get("type") != "function" or name is None:
         return 'tool_choice must be {"type": "function", "function": {"name": ...}} or a mode'
-    return None if name in names else f"tool_choice names {name!r}, which is not one of the tools ({', '.join(sorted(names))})"
+    if name not in names:
+        return f"tool_choice names {name!r}, which is not one of the tools ({', '.join(sorted(names))})"
+    return None
 
 
 def check_tools(tools: Any) -> None:
