@@ -10,17 +10,16 @@ before routing, it is one clear error naming the tool.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from coe_router.inputs import InvalidQueryError
 
-TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # OpenAI's rule for function names
 TOOL_CHOICE_MODES = ("none", "auto", "required")
+NEED_NO_TOOLS = ("none", "auto")  # modes that ask for nothing without tools (some clients always send one)
 
 
 class InvalidToolsError(InvalidQueryError):
-    """The request's tools (or tool choice) are not something any expert can be given."""
+    """The request's tools are not something any expert can be given."""
 
 
 def tools_problem(tools: Any) -> str | None:
@@ -40,21 +39,22 @@ def tools_problem(tools: Any) -> str | None:
         if not isinstance(function, dict):
             return f"{where}.function must be an object with a `name`"
         name = function.get("name")
-        if not isinstance(name, str) or not TOOL_NAME.match(name):
-            return f"{where}.function.name must be 1-64 letters, digits, '_' or '-', got {name!r}"
-        if "parameters" in function and not isinstance(function["parameters"], dict):
+        if not isinstance(name, str) or not name.strip():  # what else a name may hold is the upstream's rule
+            return f"{where}.function.name must be a non-empty string, got {name!r}"
+        if function.get("parameters") is not None and not isinstance(function["parameters"], dict):
             return f"{where}.function.parameters must be a JSON Schema object"
-        if "description" in function and not isinstance(function["description"], str):
+        if function.get("description") is not None and not isinstance(function["description"], str):
             return f"{where}.function.description must be a string"
     return None
 
 
 def tool_choice_problem(tool_choice: Any, tools: list[dict] | None) -> str | None:
-    """Why an OpenAI `tool_choice` cannot be honoured with `tools`: it needs tools, and names one of them."""
-    if tool_choice is None:
+    """Why an OpenAI `tool_choice` cannot be honoured with `tools`: `required` or a named function needs tools, and
+    a named function must be one of them; `none` and `auto` ask for nothing when there are none."""
+    if tool_choice is None or (not tools and tool_choice in NEED_NO_TOOLS):
         return None
     if not tools:
-        return "tool_choice needs tools: the request has none"
+        return f"tool_choice {tool_choice!r} needs tools: the request has none"
     if isinstance(tool_choice, str):
         return None if tool_choice in TOOL_CHOICE_MODES else (
             f"tool_choice must be one of {', '.join(TOOL_CHOICE_MODES)} or a function, got {tool_choice!r}")

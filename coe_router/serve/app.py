@@ -501,11 +501,12 @@ async def _observed_body(body, observed: Observed):
 
 
 class ClosingStreamingResponse(StreamingResponse):
-    """A streamed answer whose body is closed however the response ends.
+    """A streamed answer whose body, once started, is closed however the response ends.
 
     When the client goes away, Starlette stops iterating the body but leaves the generator suspended, so its
     `finally` (the graph run's end, the request's metrics) ran only once the generator happened to be
-    garbage-collected: an idle service showed a request in flight, and its status was never counted."""
+    garbage-collected: an idle service showed a request in flight, and its status was never counted. (A body that
+    never started runs no code on close; the first bytes go out before the client can reset under uvicorn.)"""
 
     async def __call__(self, scope, receive, send) -> None:
         try:

@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import anyio
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -305,7 +306,8 @@ async def open_stream(events: GraphEvents, translator: Translator, include_usage
             yield error_event(message, code, **({"expert": expert} if expert else {}))
             yield DONE
         finally:
-            await events.aclose()
+            with anyio.CancelScope(shield=True):  # a client reset cancels this task while it waits for an event:
+                await events.aclose()             # the run's end must still run whole
 
     return headers, body()
 

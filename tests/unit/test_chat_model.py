@@ -91,6 +91,17 @@ def test_bound_tools_reach_the_routed_expert(config, store):
     assert reply.tool_calls[0]["args"] == {"a": 6, "b": 7}
 
 
+
+def test_tool_names_are_the_upstreams_to_judge(config, store):
+    """A dotted name (as MCP tools have) or a title with a space passes to the expert, named as the tool choice."""
+    expert = ToolCallingChat(args={"path": "a.txt"}, seen=[])
+    router = CoERouterChatModel.from_config(config, models=models(**{"math-model": expert}), store=store)
+    read = {"type": "function", "function": {"name": "fs.read", "parameters": {"type": "object", "properties": {}}}}
+    reply = router.bind_tools([read], tool_choice="fs.read").invoke(MATH)
+    assert reply.tool_calls[0]["name"] == "fs.read"
+    schema = {"title": "Person Info", "type": "object", "properties": {"x": {"type": "integer"}}}
+    assert router.with_structured_output(schema, method="function_calling").invoke(MATH) == {"path": "a.txt"}
+
 class Solution(BaseModel):
     x: int
 
