@@ -12,7 +12,8 @@ WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters":
 @pytest.mark.parametrize("tools", [
     None, [], [WEATHER], [WEATHER, {"type": "function", "function": {"name": "f-2"}}],
     # names OpenAI itself would refuse are the upstream's to judge (vLLM, Ollama and llama.cpp take them)
-    [{"type": "function", "function": {"name": "fs.read"}}], [{"type": "function", "function": {"name": "Person Info"}}],
+    [{"type": "function", "function": {"name": "fs.read"}}],
+    [{"type": "function", "function": {"name": "Person Info"}}],
     [{"type": "function", "function": {"name": "Résumé", "description": None, "parameters": None}}],
 ])
 def test_function_tools_pass(tools):
